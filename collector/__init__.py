@@ -1,0 +1,1 @@
+"""healthhut.collector: the cloud ingest and alerting service."""

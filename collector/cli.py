@@ -1,0 +1,115 @@
+"""``hut-collector``: run the ingest service, check its config, or list dead letters."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
+
+from healthhut.protocol.cli import EXIT_CONFIG, EXIT_OK, add_logging_arguments, configure_logging
+from healthhut.protocol.configfile import ConfigError
+
+EXAMPLES = """\
+examples:
+  hut-collector run --config /etc/healthhut/collector.toml
+  hut-collector check-config collector.toml
+  hut-collector dead-letters --config collector.toml --limit 20
+  hut-collector dead-letters --config collector.toml --hut hut-0001 --payload
+
+The example config, with every key explained, is collector/collector.example.toml.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="hut-collector",
+        description="Health hut collector: validates what huts send over MQTT and writes it to InfluxDB.",
+        epilog=EXAMPLES,
+        formatter_class=fmt,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = commands.add_parser("run", help="run the collector service", epilog=EXAMPLES, formatter_class=fmt)
+    run.add_argument("--config", "-c", type=Path, required=True, help="collector TOML config")
+    add_logging_arguments(run)
+    check = commands.add_parser("check-config", help="validate a config file and exit")
+    check.add_argument("config", type=Path)
+    dead = commands.add_parser("dead-letters", help="list refused messages, newest first")
+    dead.add_argument("--config", "-c", type=Path, required=True)
+    dead.add_argument("--limit", type=int, default=50)
+    dead.add_argument("--hut", help="only this hut")
+    dead.add_argument("--payload", action="store_true", help="also print the stored raw bytes")
+    return parser
+
+
+async def _run(config_path: Path) -> None:
+    from healthhut.collector.config import load_config
+    from healthhut.collector.deadletters import DeadLetterStore
+    from healthhut.collector.ingest import Ingest
+    from healthhut.collector.storage import Influx1Writer, make_writer
+
+    config = load_config(config_path)
+    writer = make_writer(config.storage)
+    if isinstance(writer, Influx1Writer):
+        await writer.ensure_database()
+    store = DeadLetterStore(config.dead_letters.path, config.dead_letters.max_payload_bytes)
+    ingest = Ingest(config, writer, store)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with asyncio.TaskGroup() as group:
+            task = group.create_task(ingest.run(), name="ingest")
+            await stop.wait()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    finally:
+        await writer.close()
+        store.close()
+
+
+def _list_dead_letters(args: argparse.Namespace) -> int:
+    from healthhut.collector.config import load_config
+    from healthhut.collector.deadletters import DeadLetterStore
+
+    config = load_config(args.config)
+    store = DeadLetterStore(config.dead_letters.path, config.dead_letters.max_payload_bytes)
+    letters = store.list(limit=args.limit, hut_id=args.hut)
+    print(f"{store.count()} dead letter(s) in {config.dead_letters.path}; showing {len(letters)}")
+    for letter in letters:
+        where = f" at {letter.location}" if letter.location else ""
+        print(f"#{letter.id} {letter.received_at:%Y-%m-%d %H:%M:%S} {letter.topic} [{letter.hut_id or '?'}] "
+              f"{letter.reason}{where}: {letter.detail} ({letter.size} bytes)")
+        if args.payload:
+            print("    " + letter.payload[:512].decode("utf-8", errors="replace"))
+    store.close()
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from healthhut.collector.config import load_config
+
+    try:
+        config_path: Path = args.config
+        load_config(config_path)
+        if args.command == "check-config":
+            print(f"{config_path}: OK")
+            return EXIT_OK
+        if args.command == "dead-letters":
+            return _list_dead_letters(args)
+    except ConfigError as exc:
+        print(f"hut-collector: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(args.log_level, args.log_format)
+    asyncio.run(_run(config_path))
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

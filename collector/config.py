@@ -1,0 +1,73 @@
+"""The collector's TOML config: broker, storage backend (InfluxDB 1.x or the v2 API) and dead letters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from healthhut.protocol.configfile import load_toml
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsConfig(_Frozen):
+    ca_file: Path
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+
+class MqttConfig(_Frozen):
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    client_id: str = Field(default="collector-1", min_length=1, max_length=64)
+    share_group: str = Field(default="collectors", pattern=r"^[A-Za-z0-9_-]+$")
+    username: str | None = None
+    password: str | None = None
+    keepalive: int = Field(default=30, ge=5, le=3600)
+    # MQTT 5 Receive Maximum: how many unacknowledged messages the broker may push at once.
+    receive_maximum: int = Field(default=64, ge=1, le=65535)
+    tls: TlsConfig | None = None
+
+
+class Influx1Config(_Frozen):
+    """InfluxDB 1.x through its ``/write`` endpoint (Debian's influxdb 1.6.7)."""
+
+    type: Literal["influxdb1"]
+    url: str = "http://127.0.0.1:8086"
+    database: str = "healthhut"
+    username: str | None = None
+    password: str | None = None
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+class Influx2Config(_Frozen):
+    """InfluxDB 2.x / 3.x / Cloud (and VictoriaMetrics) through influxdb-client's v2 write API."""
+
+    type: Literal["influxdb2"]
+    url: str
+    org: str = "healthhut"
+    bucket: str = "healthhut"
+    token: str = ""
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+StorageConfig = Annotated[Influx1Config | Influx2Config, Field(discriminator="type")]
+
+
+class DeadLetterConfig(_Frozen):
+    path: Path
+    max_payload_bytes: int = Field(default=16 * 1024, ge=256)
+
+
+class CollectorConfig(_Frozen):
+    mqtt: MqttConfig = MqttConfig()
+    storage: StorageConfig
+    dead_letters: DeadLetterConfig
+
+
+def load_config(path: Path | str) -> CollectorConfig:
+    return load_toml(path, CollectorConfig)

@@ -1,0 +1,181 @@
+"""The ingest loop: subscribe as a member of a shared subscription, validate, write, then acknowledge.
+
+A message is acknowledged (MQTT PUBACK, sent by hand) only after its points are written, so a collector
+that dies mid-write loses nothing: the broker redelivers. A message that fails validation is stored as
+a dead letter and acknowledged, so it never blocks the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from dataclasses import dataclass
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from healthhut.collector.config import CollectorConfig
+from healthhut.collector.deadletters import DeadLetterStore
+from healthhut.collector.points import event_points, observation_points, status_points, strip_points
+from healthhut.collector.storage import StorageUnavailable, Writer, WriteRejected
+from healthhut.protocol import (
+    DeviceEvent,
+    Message,
+    ObservationBatch,
+    ProtocolError,
+    Status,
+    WaveBatch,
+    decode,
+    hut_filter,
+    parse_hut_topic,
+    shared,
+)
+
+log = logging.getLogger(__name__)
+
+CHANNELS = ("obs", "wave", "event", "status")
+
+
+@dataclass
+class IngestStats:
+    messages: int = 0
+    observations: int = 0
+    strips: int = 0
+    points: int = 0
+    dead_letters: int = 0
+    storage_retries: int = 0
+
+
+def check_identity(topic_hut: str, message: Message) -> None:
+    """The hut may speak only for itself: topic, envelope and every item must name the same hut."""
+    if message.hut_id != topic_hut:
+        raise ProtocolError(
+            "hut_mismatch", f"payload hut_id {message.hut_id!r} differs from topic hut {topic_hut!r}", "hut_id"
+        )
+    items = message.observations if isinstance(message, ObservationBatch) else (
+        message.strips if isinstance(message, WaveBatch) else []
+    )
+    for index, item in enumerate(items):
+        if item.hut_id != topic_hut:
+            field = "observations" if isinstance(message, ObservationBatch) else "strips"
+            raise ProtocolError(
+                "hut_mismatch", f"item hut_id {item.hut_id!r} differs from topic hut {topic_hut!r}",
+                f"{field}[{index}].hut_id",
+            )
+
+
+def points_for(message: Message) -> list:  # type: ignore[type-arg]
+    if isinstance(message, ObservationBatch):
+        return [p for obs in message.observations for p in observation_points(obs)]
+    if isinstance(message, WaveBatch):
+        return [p for strip in message.strips for p in strip_points(strip)]
+    if isinstance(message, DeviceEvent):
+        return event_points(message)
+    assert isinstance(message, Status)
+    return status_points(message)
+
+
+class Ingest:
+    def __init__(self, config: CollectorConfig, writer: Writer, dead_letters: DeadLetterStore) -> None:
+        self.config = config
+        self.writer = writer
+        self.dead_letters = dead_letters
+        self.stats = IngestStats()
+        self.subscribed = asyncio.Event()
+
+    async def handle(self, topic: str, payload: bytes) -> None:
+        """Validate and store one message. Returns when it may be acknowledged."""
+        hut_id: str | None = None
+        try:
+            hut_id, channel = parse_hut_topic(topic)
+            message = decode(channel, payload)
+            check_identity(hut_id, message)
+        except ProtocolError as exc:
+            await self._dead_letter(topic, hut_id, exc.reason, exc.location, exc.detail, payload)
+            return
+        points = points_for(message)
+        try:
+            await self._write_until_done(points)
+        except WriteRejected as exc:
+            await self._dead_letter(topic, hut_id, "storage_rejected", None, str(exc), payload)
+            return
+        self.stats.messages += 1
+        self.stats.points += len(points)
+        if isinstance(message, ObservationBatch):
+            self.stats.observations += len(message.observations)
+        elif isinstance(message, WaveBatch):
+            self.stats.strips += len(message.strips)
+
+    async def _write_until_done(self, points: list) -> None:  # type: ignore[type-arg]
+        delay = 0.2
+        while True:
+            try:
+                await self.writer.write(points)
+                return
+            except StorageUnavailable as exc:
+                # Not acknowledging is the backpressure: the broker holds the rest for us.
+                self.stats.storage_retries += 1
+                log.warning("storage unavailable (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    async def _dead_letter(
+        self, topic: str, hut_id: str | None, reason: str, location: str | None, detail: str, payload: bytes
+    ) -> None:
+        self.stats.dead_letters += 1
+        log.warning("dead letter from %s: %s%s", topic, reason, f" at {location}" if location else "")
+        await asyncio.to_thread(
+            self.dead_letters.add,
+            topic=topic, hut_id=hut_id, reason=reason, location=location, detail=detail, payload=payload,
+        )
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        tls = self.config.mqtt.tls
+        if tls is None:
+            return None
+        context = ssl.create_default_context(cafile=str(tls.ca_file))
+        if tls.cert_file is not None:
+            context.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
+        return context
+
+    async def run(self) -> None:
+        """Consume until cancelled; reconnect with backoff when the broker goes away."""
+        mqtt = self.config.mqtt
+        delay = 0.5
+        while True:
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = 3600
+            properties.ReceiveMaximum = mqtt.receive_maximum
+            client = aiomqtt.Client(
+                mqtt.host,
+                mqtt.port,
+                identifier=mqtt.client_id,
+                username=mqtt.username,
+                password=mqtt.password,
+                protocol=aiomqtt.ProtocolVersion.V5,
+                clean_start=False,
+                properties=properties,
+                keepalive=mqtt.keepalive,
+                tls_context=self._tls_context(),
+                timeout=10,
+            )
+            # aiomqtt has no manual-ack switch; paho's is what sends PUBACK only when we say so.
+            client._client.manual_ack_set(True)
+            try:
+                async with client:
+                    for channel in CHANNELS:
+                        await client.subscribe(shared(hut_filter(channel), mqtt.share_group), qos=1)  # type: ignore[arg-type]
+                    self.subscribed.set()
+                    delay = 0.5
+                    log.info("collector %s subscribed at %s:%d", mqtt.client_id, mqtt.host, mqtt.port)
+                    async for message in client.messages:
+                        payload = message.payload if isinstance(message.payload, bytes) else b""
+                        await self.handle(str(message.topic), payload)
+                        client._client.ack(message.mid, message.qos)
+            except aiomqtt.MqttError as exc:
+                self.subscribed.clear()
+                log.warning("broker %s:%d unavailable (%s); retrying in %.1f s", mqtt.host, mqtt.port, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)

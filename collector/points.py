@@ -1,0 +1,81 @@
+"""The InfluxDB schema: one measurement per kind, tags hut/subject/driver/device, values as fields.
+
+The timestamp is the measurement time in ns, so the same observation written twice lands on the same
+series and time and overwrites itself: that is the idempotency.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from influxdb_client import Point, WritePrecision
+
+from healthhut.protocol import DeviceEvent, Observation, Status, WaveStrip
+
+ANONYMOUS = "anonymous"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _ns(stamp: datetime) -> int:
+    # Integer arithmetic: epoch nanoseconds do not survive a round trip through float.
+    delta = stamp - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+
+
+def _tagged(measurement: str, hut_id: str, subject: str | None, driver: str, device: str) -> Point:
+    return (
+        Point(measurement)
+        .tag("hut", hut_id)
+        .tag("subject", subject or ANONYMOUS)
+        .tag("driver", driver)
+        .tag("device", device)
+    )
+
+
+def observation_points(obs: Observation) -> list[Point]:
+    point = _tagged(
+        obs.kind.value,
+        obs.hut_id,
+        obs.subject.pseudonym if obs.subject else None,
+        obs.device.driver,
+        obs.device.device_id,
+    )
+    for name, quantity in sorted(obs.values.items()):
+        if isinstance(quantity.value, list):
+            # Lists (RR intervals) have no field type in InfluxDB; keep them as JSON text.
+            point.field(name, json.dumps(quantity.value))
+        else:
+            point.field(name, float(quantity.value))
+    point.field("flags", ",".join(obs.flags))
+    point.field("obs_id", obs.id)
+    point.field("clock_gateway", obs.clock == "gateway")
+    return [point.time(_ns(obs.measured_at), WritePrecision.NS)]
+
+
+def strip_points(strip: WaveStrip) -> list[Point]:
+    """One point per sample at its real time: start + i / fs."""
+    start = _ns(strip.start)
+    step = 1e9 / strip.fs
+    points = []
+    subject = strip.subject.pseudonym if strip.subject else None
+    for index, raw in enumerate(strip.samples()):
+        point = _tagged(strip.kind.value, strip.hut_id, subject, strip.device.driver, strip.device.device_id)
+        point.field(strip.channel, raw * strip.gain + strip.offset)
+        points.append(point.time(start + round(index * step), WritePrecision.NS))
+    return points
+
+
+def event_points(event: DeviceEvent) -> list[Point]:
+    point = Point("hut_event").tag("hut", event.hut_id).tag("event", event.event)
+    if event.device is not None:
+        point.tag("driver", event.device.driver).tag("device", event.device.device_id)
+    point.field("count", 1.0).field("detail", json.dumps(event.detail, sort_keys=True))
+    point.field("seq", float(event.seq))
+    return [point.time(_ns(event.sent_at), WritePrecision.NS)]
+
+
+def status_points(status: Status) -> list[Point]:
+    point = Point("hut_status").tag("hut", status.hut_id).tag("boot", status.boot_id)
+    point.field("online", 1.0 if status.state == "online" else 0.0)
+    return [point.time(_ns(status.sent_at), WritePrecision.NS)]

@@ -1,0 +1,125 @@
+"""Writers to InfluxDB: the v2 write API through influxdb-client, and the 1.x ``/write`` endpoint.
+
+Both take the same ``Point`` objects. A rejected write (4xx) raises WriteRejected, which the ingest
+loop dead-letters; an unreachable or failing server (5xx, timeout) raises StorageUnavailable, which the
+ingest loop retries with backoff without acknowledging the message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol
+
+import aiohttp
+from influxdb_client import Point
+from influxdb_client.client.exceptions import InfluxDBError
+from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
+
+from healthhut.collector.config import Influx1Config, Influx2Config
+
+log = logging.getLogger(__name__)
+
+
+class StorageError(Exception):
+    def __init__(self, message: str, *, status: int | None = None, body: str = "") -> None:
+        self.status = status
+        self.body = body[:500]
+        super().__init__(message)
+
+
+class StorageUnavailable(StorageError):
+    """Try again later: the server is down, slow, or failing (5xx, 429)."""
+
+
+class WriteRejected(StorageError):
+    """The server refused these points (4xx): retrying the same write cannot succeed."""
+
+
+class Writer(Protocol):
+    async def write(self, points: list[Point]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def _classify(status: int, body: str, where: str) -> StorageError:
+    if status in (408, 429) or status >= 500:
+        return StorageUnavailable(f"{where} answered {status}", status=status, body=body)
+    return WriteRejected(f"{where} rejected the write with {status}: {body[:200]}", status=status, body=body)
+
+
+class Influx1Writer:
+    """InfluxDB 1.x: line protocol from the same Points, posted to ``/write`` with aiohttp."""
+
+    def __init__(self, config: Influx1Config) -> None:
+        self.config = config
+        self._session: aiohttp.ClientSession | None = None
+        auth = aiohttp.BasicAuth(config.username, config.password or "") if config.username else None
+        self._auth = auth
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.config.timeout_s))
+        return self._session
+
+    async def ensure_database(self) -> None:
+        await self._post("/query", data={"q": f'CREATE DATABASE "{self.config.database}"'}, expect=200)
+
+    async def write(self, points: list[Point]) -> None:
+        if not points:
+            return
+        body = "\n".join(point.to_line_protocol() for point in points).encode()
+        await self._post("/write", params={"db": self.config.database, "precision": "ns"}, body=body, expect=204)
+
+    async def _post(
+        self,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        data: dict[str, str] | None = None,
+        body: bytes | None = None,
+        expect: int,
+    ) -> None:
+        url = self.config.url.rstrip("/") + path
+        try:
+            async with self._http().post(url, params=params, data=body if body is not None else data,
+                                         auth=self._auth) as response:
+                if response.status != expect:
+                    raise _classify(response.status, await response.text(), url)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise StorageUnavailable(f"{url}: {exc or type(exc).__name__}") from exc
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+class Influx2Writer:
+    """InfluxDB 2.x/3.x/Cloud through influxdb-client's async write API."""
+
+    def __init__(self, config: Influx2Config) -> None:
+        self.config = config
+        self._client = InfluxDBClientAsync(
+            url=config.url, token=config.token, org=config.org, timeout=int(config.timeout_s * 1000)
+        )
+        self._api = self._client.write_api()
+
+    async def write(self, points: list[Point]) -> None:
+        if not points:
+            return
+        try:
+            await self._api.write(bucket=self.config.bucket, org=self.config.org, record=points)
+        except InfluxDBError as exc:
+            status = exc.response.status if exc.response is not None else 0
+            raise _classify(status, exc.message or str(exc), self.config.url) from exc
+        except (aiohttp.ClientError, TimeoutError, asyncio.TimeoutError) as exc:
+            raise StorageUnavailable(f"{self.config.url}: {exc or type(exc).__name__}") from exc
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+def make_writer(config: Influx1Config | Influx2Config) -> Influx1Writer | Influx2Writer:
+    if isinstance(config, Influx1Config):
+        return Influx1Writer(config)
+    return Influx2Writer(config)

@@ -1,0 +1,1 @@
+"""healthhut.firmware_sim: hut-sim, the technicians' device simulator."""

@@ -1,0 +1,1 @@
+"""Byte-exact device encoders for hut-sim: each one the inverse of a driver's codec."""

@@ -1,0 +1,1 @@
+"""healthhut.gateway: the hut daemon."""

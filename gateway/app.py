@@ -1,0 +1,61 @@
+"""The gateway process: one TaskGroup with the uplink and one named task per device."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from healthhut.drivers import get_driver
+from healthhut.gateway.config import GatewayConfig
+from healthhut.gateway.devices import DeviceSession
+from healthhut.gateway.state import GatewayState
+from healthhut.gateway.uplink import Uplink
+
+log = logging.getLogger(__name__)
+
+DRAIN_TIMEOUT_S = 10.0
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.state = GatewayState(config.state_dir)
+        self.uplink = Uplink(config, self.state)
+        self.sessions = [
+            DeviceSession(
+                device, get_driver(device.driver), hut_id=config.hut_id, state=self.state, uplink=self.uplink
+            )
+            for device in config.device_configs
+        ]
+
+    async def run(self) -> None:
+        """Run until SIGTERM/SIGINT, then stop the devices and drain the uplink."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        log.info(
+            "hut %s starting (boot %s) with %d device(s)", self.config.hut_id, self.state.boot_id, len(self.sessions)
+        )
+        self.uplink.event("started", devices=len(self.sessions))
+        async with asyncio.TaskGroup() as group:
+            uplink_task = group.create_task(self.uplink.run(), name="uplink")
+            device_tasks = [
+                group.create_task(session.run(), name=f"device:{session.config.name}") for session in self.sessions
+            ]
+            await stop.wait()
+            log.info("stopping: %d item(s) still to send", self.uplink.backlog)
+            for task in device_tasks:
+                task.cancel()
+            self.uplink.event("stopping")
+            self.uplink.stop()
+            try:
+                await asyncio.wait_for(asyncio.shield(uplink_task), DRAIN_TIMEOUT_S)
+            except TimeoutError:
+                log.warning("broker unreachable while stopping; %d item(s) not sent", self.uplink.backlog)
+                uplink_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await uplink_task
+        log.info("stopped")

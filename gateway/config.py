@@ -1,0 +1,89 @@
+"""The gateway's TOML config: hut identity, broker, uplink tuning and one entry per device.
+
+Each ``[[devices]]`` entry is validated by its own driver's model (found through the registry), so a
+wrong key in a device entry is reported with the file, the line and the key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from healthhut.drivers import DeviceConfig, DriverNotFoundError, get_driver
+from healthhut.protocol.configfile import ConfigError, key_path, locate, validate
+from healthhut.protocol.topics import HUT_ID_PATTERN
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsConfig(_Frozen):
+    ca_file: Path
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+
+class MqttConfig(_Frozen):
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    keepalive: int = Field(default=30, ge=5, le=3600)
+    username: str | None = None
+    password: str | None = None
+    tls: TlsConfig | None = None
+
+
+class UplinkConfig(_Frozen):
+    batch_max: int = Field(default=100, ge=1, le=500)
+    batch_interval_s: float = Field(default=1.0, gt=0, le=60)
+    queue_max: int = Field(default=20_000, ge=100)
+    reconnect_min_s: float = Field(default=0.5, gt=0)
+    reconnect_max_s: float = Field(default=60.0, gt=0)
+
+
+class GatewayConfig(_Frozen):
+    hut_id: Annotated[str, StringConstraints(pattern=HUT_ID_PATTERN)]
+    state_dir: Path
+    mqtt: MqttConfig = MqttConfig()
+    uplink: UplinkConfig = UplinkConfig()
+    devices: list[dict[str, Any]] = Field(default_factory=list)
+    # Filled by load_config from ``devices``; not a TOML key.
+    device_configs: tuple[DeviceConfig, ...] = Field(default=(), exclude=True)
+
+
+def load_config(path: Path | str) -> GatewayConfig:
+    """Load and validate the gateway config; ConfigError names the file, line and key."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
+    except OSError as exc:
+        raise ConfigError(path, None, f"cannot read config: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, None, f"not valid TOML: {exc}") from None
+    if "device_configs" in data:
+        raise ConfigError(path, "device_configs", "unknown key (check its spelling)", locate(text, ("device_configs",)))
+    config = validate(path, text, data, GatewayConfig)
+    devices: list[DeviceConfig] = []
+    seen: set[str] = set()
+    for index, entry in enumerate(config.devices):
+        where: tuple[int | str, ...] = ("devices", index)
+        driver_name = entry.get("driver")
+        if not isinstance(driver_name, str):
+            loc = (*where, "driver")
+            raise ConfigError(path, key_path(loc), "required key is missing", locate(text, where))
+        try:
+            spec = get_driver(driver_name)
+        except DriverNotFoundError as exc:
+            loc = (*where, "driver")
+            raise ConfigError(path, key_path(loc), str(exc), locate(text, loc)) from None
+        device = validate(path, text, entry, spec.config_model, prefix=where)
+        if device.name in seen:
+            loc = (*where, "name")
+            raise ConfigError(path, key_path(loc), f"device name {device.name!r} is used twice", locate(text, loc))
+        seen.add(device.name)
+        devices.append(device)
+    return config.model_copy(update={"device_configs": tuple(devices)})

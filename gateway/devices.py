@@ -1,0 +1,140 @@
+"""One supervised session per configured device: open, decode, turn readings into observations.
+
+The session owns its reconnect loop. An unplug or an open failure becomes a ``disconnected`` event and
+a backoff; frame errors are counted and reported as ``device_error`` events, never as readings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from healthhut.drivers import DeviceConfig, DriverSpec
+from healthhut.gateway.backoff import Backoff
+from healthhut.gateway.state import GatewayState
+from healthhut.gateway.transports import ByteStream, TransportError, open_serial
+from healthhut.gateway.uplink import Uplink
+from healthhut.protocol import Device, Kind, Reading, observation_from_reading, strip_from_reading
+
+log = logging.getLogger(__name__)
+
+ERROR_REPORT_INTERVAL_S = 10.0
+
+
+class DeviceSession:
+    """Reads one device for as long as the gateway runs."""
+
+    def __init__(
+        self,
+        config: DeviceConfig,
+        spec: DriverSpec,
+        *,
+        hut_id: str,
+        state: GatewayState,
+        uplink: Uplink,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.config = config
+        self.spec = spec
+        self.hut_id = hut_id
+        self.state = state
+        self.uplink = uplink
+        self.clock = clock
+        self.device = Device(driver=spec.name, device_id=config.name)
+        self.report_interval = float(getattr(config, "report_interval_s", 0.0))
+        self.readings = 0
+        self.last_contact: datetime | None = None
+        self.connected = False
+        self._last_report: dict[Kind, float] = {}
+        self._errors_reported = 0
+
+    async def _open(self) -> ByteStream:
+        path = getattr(self.config, "path", None)
+        if self.spec.transport != "serial" or self.spec.serial is None or not isinstance(path, str):
+            raise TransportError(self.config.name, f"transport {self.spec.transport!r} is not available yet")
+        return await open_serial(path, self.spec.serial)
+
+    async def run(self) -> None:
+        backoff = Backoff(0.2, 10.0)
+        failures = 0
+        while True:
+            try:
+                stream = await self._open()
+            except TransportError as exc:
+                failures += 1
+                # Say it once, then quietly keep trying: an absent device is normal between uses.
+                if failures == 1:
+                    log.warning("device %s not available: %s", self.config.name, exc)
+                await backoff.wait()
+                continue
+            failures = 0
+            backoff.reset()
+            self.connected = True
+            self.uplink.event("connected", self.device)
+            try:
+                await self._read(stream)
+            except TransportError as exc:
+                log.warning("device %s disconnected: %s", self.config.name, exc)
+            finally:
+                self.connected = False
+                await stream.close()
+            self.uplink.event("disconnected", self.device)
+            await backoff.wait()
+
+    async def _read(self, stream: ByteStream) -> None:
+        decoder = self.spec.new_decoder()
+        if self.spec.start_command:
+            await stream.write(self.spec.start_command)
+        next_error_report = time.monotonic() + ERROR_REPORT_INTERVAL_S
+        while True:
+            data = await stream.read()
+            self.last_contact = self.clock()
+            for reading in decoder.feed(data):
+                self.handle(reading)
+            now = time.monotonic()
+            if now >= next_error_report:
+                next_error_report = now + ERROR_REPORT_INTERVAL_S
+                new_errors = decoder.frame_errors - self._errors_reported
+                if new_errors:
+                    self._errors_reported = decoder.frame_errors
+                    log.warning("device %s: %d frame errors in the last interval", self.config.name, new_errors)
+                    self.uplink.event("device_error", self.device, frame_errors=new_errors)
+
+    def handle(self, reading: Reading) -> None:
+        """Turn one decoded reading into an observation or a strip, at most one per report interval."""
+        now = self.clock()
+        if reading.strip is not None:
+            self.uplink.submit(
+                strip_from_reading(
+                    reading,
+                    hut_id=self.hut_id,
+                    device=self.device,
+                    received_at=now,
+                    device_seq=self.state.next_device_seq(self.config.name),
+                )
+            )
+            return
+        stamp = time.monotonic()
+        last = self._last_report.get(reading.kind)
+        if last is not None and stamp - last < self.report_interval:
+            return
+        self._last_report[reading.kind] = stamp
+        self.readings += 1
+        self.uplink.submit(
+            observation_from_reading(
+                reading,
+                hut_id=self.hut_id,
+                device=self.device,
+                received_at=now,
+                device_seq=self.state.next_device_seq(self.config.name),
+            )
+        )
+
+
+async def run_forever(sessions: list[DeviceSession]) -> None:
+    async with asyncio.TaskGroup() as group:
+        for session in sessions:
+            group.create_task(session.run(), name=f"device:{session.config.name}")

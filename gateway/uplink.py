@@ -1,0 +1,224 @@
+"""Forwarding to the broker: batches of observations and strips, device events, birth and Last Will.
+
+MQTT QoS 1 through aiomqtt. A batch is numbered once and kept until the broker's PUBACK, so after a
+reconnect the very same bytes are sent again and the collector can tell a resend from new data.
+The queue is in memory until the durable spool lands (issue 5): a full queue drops the oldest item and
+counts it, and the count is reported upstream as a ``gap`` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import aiomqtt
+from paho.mqtt.properties import Properties
+from paho.mqtt.packettypes import PacketTypes
+
+from healthhut.gateway.backoff import Backoff
+from healthhut.gateway.config import GatewayConfig
+from healthhut.gateway.state import GatewayState
+from healthhut.protocol import (
+    Device,
+    DeviceEvent,
+    Message,
+    Observation,
+    ObservationBatch,
+    Status,
+    WaveBatch,
+    WaveStrip,
+    encode,
+    hut_topic,
+)
+
+log = logging.getLogger(__name__)
+
+EventDetail = dict[str, str | int | float | bool]
+
+
+@dataclass(frozen=True, slots=True)
+class _Event:
+    event: str
+    device: Device | None
+    detail: EventDetail
+
+
+Item = Observation | WaveStrip | _Event
+
+
+@dataclass
+class UplinkStats:
+    published_messages: int = 0
+    published_observations: int = 0
+    published_strips: int = 0
+    dropped: int = 0
+    connects: int = 0
+    last_error: str | None = None
+    connected: bool = False
+    dropped_unreported: int = field(default=0, repr=False)
+
+
+class Uplink:
+    """Collects items from device sessions and publishes them; ``run()`` is the reconnect loop."""
+
+    def __init__(self, config: GatewayConfig, state: GatewayState) -> None:
+        self.config = config
+        self.state = state
+        self.hut_id = config.hut_id
+        self.stats = UplinkStats()
+        self._items: deque[Item] = deque()
+        self._ready = asyncio.Event()
+        self._pending: list[tuple[str, bytes]] = []
+        self._stopping = False
+
+    # -- producers ------------------------------------------------------------------------------
+    def submit(self, item: Observation | WaveStrip) -> None:
+        self._push(item)
+
+    def event(self, event: str, device: Device | None = None, **detail: str | int | float | bool) -> None:
+        self._push(_Event(event, device, detail))
+
+    def _push(self, item: Item) -> None:
+        if len(self._items) >= self.config.uplink.queue_max:
+            self._items.popleft()
+            self.stats.dropped += 1
+            self.stats.dropped_unreported += 1
+            if self.stats.dropped == 1 or self.stats.dropped % 1000 == 0:
+                log.warning("uplink queue full: %d items dropped so far", self.stats.dropped)
+        self._items.append(item)
+        self._ready.set()
+
+    @property
+    def backlog(self) -> int:
+        return len(self._items) + len(self._pending)
+
+    # -- the loop --------------------------------------------------------------------------------
+    def _envelope(self) -> dict[str, object]:
+        return {
+            "hut_id": self.hut_id,
+            "boot_id": self.state.boot_id,
+            "seq": self.state.next_hut_seq(),
+            "sent_at": datetime.now(UTC),
+        }
+
+    def _status(self, state: str) -> bytes:
+        return encode(Status(state=state, **self._envelope()))  # type: ignore[arg-type]
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        tls = self.config.mqtt.tls
+        if tls is None:
+            return None
+        context = ssl.create_default_context(cafile=str(tls.ca_file))
+        if tls.cert_file is not None:
+            context.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
+        return context
+
+    async def run(self) -> None:
+        """Connect, publish the birth record, pump batches; on any MQTT error back off and reconnect."""
+        mqtt = self.config.mqtt
+        backoff = Backoff(self.config.uplink.reconnect_min_s, self.config.uplink.reconnect_max_s)
+        status_topic = hut_topic(self.hut_id, "status")
+        while True:
+            will = aiomqtt.Will(status_topic, self._status("offline"), qos=1, retain=True)
+            connect_properties = Properties(PacketTypes.CONNECT)
+            # A persistent session keeps unacknowledged QoS 1 state across short drops.
+            connect_properties.SessionExpiryInterval = 3600
+            try:
+                async with aiomqtt.Client(
+                    mqtt.host,
+                    mqtt.port,
+                    identifier=f"hut-{self.hut_id}",
+                    username=mqtt.username,
+                    password=mqtt.password,
+                    protocol=aiomqtt.ProtocolVersion.V5,
+                    will=will,
+                    keepalive=mqtt.keepalive,
+                    clean_start=False,
+                    properties=connect_properties,
+                    tls_context=self._tls_context(),
+                    timeout=10,
+                ) as client:
+                    self.stats.connects += 1
+                    self.stats.connected = True
+                    backoff.reset()
+                    log.info("connected to broker %s:%d", mqtt.host, mqtt.port)
+                    await client.publish(status_topic, self._status("online"), qos=1, retain=True)
+                    await self._pump(client)
+                    await client.publish(status_topic, self._status("offline"), qos=1, retain=True)
+                    return
+            except aiomqtt.MqttError as exc:
+                self.stats.connected = False
+                self.stats.last_error = str(exc)
+                delay = backoff.next_delay()
+                log.warning("broker %s:%d unavailable (%s); retrying in %.1f s", mqtt.host, mqtt.port, exc, delay)
+                await asyncio.sleep(delay)
+
+    async def _pump(self, client: aiomqtt.Client) -> None:
+        while True:
+            if not self._pending:
+                if self._stopping and not self._items:
+                    return
+                await self._collect()
+            # Oldest first; a message leaves _pending only after its PUBACK.
+            while self._pending:
+                topic, payload = self._pending[0]
+                await client.publish(topic, payload, qos=1)
+                self._pending.pop(0)
+                self.stats.published_messages += 1
+
+    async def _collect(self) -> None:
+        """Wait for items, then take up to a batch (waiting at most the batch interval for more)."""
+        batch = self.config.uplink
+        if not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + batch.batch_interval_s
+        while len(self._items) < batch.batch_max and not self._stopping:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            self._ready.clear()
+            try:
+                await asyncio.wait_for(self._ready.wait(), remaining)
+            except TimeoutError:
+                break
+        observations: list[Observation] = []
+        strips: list[WaveStrip] = []
+        events: list[_Event] = []
+        while self._items and len(observations) + len(strips) + len(events) < batch.batch_max:
+            item = self._items.popleft()
+            if isinstance(item, Observation):
+                observations.append(item)
+            elif isinstance(item, WaveStrip):
+                strips.append(item)
+            else:
+                events.append(item)
+        if self.stats.dropped_unreported:
+            events.append(_Event("gap", None, {"dropped": self.stats.dropped_unreported, "cause": "queue_full"}))
+            self.stats.dropped_unreported = 0
+        messages: list[tuple[str, Message]] = []
+        if observations:
+            messages.append(("obs", ObservationBatch(observations=observations, **self._envelope())))  # type: ignore[arg-type]
+            self.stats.published_observations += len(observations)
+        for start in range(0, len(strips), 16):
+            chunk = strips[start : start + 16]
+            messages.append(("wave", WaveBatch(strips=chunk, **self._envelope())))  # type: ignore[arg-type]
+            self.stats.published_strips += len(chunk)
+        for event in events:
+            messages.append(
+                (
+                    "event",
+                    DeviceEvent(event=event.event, device=event.device, detail=event.detail, **self._envelope()),  # type: ignore[arg-type]
+                )
+            )
+        self._pending.extend((hut_topic(self.hut_id, channel), encode(m)) for channel, m in messages)  # type: ignore[arg-type]
+
+    def stop(self) -> None:
+        """Ask ``run`` to publish what is queued, say offline, and return."""
+        self._stopping = True
+        self._ready.set()

@@ -1,0 +1,61 @@
+"""healthhut.protocol: the shared language of gateway, collector and simulator (vocabulary and wire)."""
+
+from healthhut.protocol.errors import ProtocolError
+from healthhut.protocol.reading import Quantity, Reading, Strip
+from healthhut.protocol.topics import hut_filter, hut_topic, parse_hut_topic, shared
+from healthhut.protocol.vocabulary import KINDS, Flag, Kind, KindSpec, ValueSpec, value_spec
+from healthhut.protocol.wire import (
+    MAX_MESSAGE_BYTES,
+    SCHEMA_VERSION,
+    Device,
+    DeviceEvent,
+    Envelope,
+    Message,
+    Observation,
+    ObservationBatch,
+    QuantityWire,
+    Status,
+    Subject,
+    WaveBatch,
+    WaveStrip,
+    decode,
+    encode,
+    observation_from_reading,
+    observation_id,
+    strip_from_reading,
+)
+
+__all__ = [
+    "KINDS",
+    "MAX_MESSAGE_BYTES",
+    "SCHEMA_VERSION",
+    "Device",
+    "DeviceEvent",
+    "Envelope",
+    "Flag",
+    "Kind",
+    "KindSpec",
+    "Message",
+    "Observation",
+    "ObservationBatch",
+    "ProtocolError",
+    "Quantity",
+    "QuantityWire",
+    "Reading",
+    "Status",
+    "Strip",
+    "Subject",
+    "ValueSpec",
+    "WaveBatch",
+    "WaveStrip",
+    "decode",
+    "encode",
+    "hut_filter",
+    "hut_topic",
+    "observation_from_reading",
+    "observation_id",
+    "parse_hut_topic",
+    "shared",
+    "strip_from_reading",
+    "value_spec",
+]

@@ -1,0 +1,298 @@
+"""The wire contract between gateway and collector: versioned envelopes of observations and strips.
+
+Every message names its schema version, the hut, the gateway's boot id and a per-hut sequence number.
+:func:`decode` turns bytes into a validated message or raises :class:`ProtocolError` saying what is
+wrong and where.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from healthhut.protocol.errors import ProtocolError
+from healthhut.protocol.reading import Reading
+from healthhut.protocol.topics import HUT_ID_PATTERN, Channel
+from healthhut.protocol.vocabulary import KINDS, Flag, Kind
+from healthhut.protocol.waveform import ENCODING, MAX_SAMPLES, pack_samples, unpack_samples
+
+SCHEMA_VERSION = 1
+# mosquitto's default message_size_limit is far larger; this bound keeps one hut from costing the
+# collector more than a quarter MiB of parsing per message.
+MAX_MESSAGE_BYTES = 256 * 1024
+MAX_BATCH = 500
+
+HutId = Annotated[str, StringConstraints(pattern=HUT_ID_PATTERN)]
+Token = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
+ObservationId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class Device(_Model):
+    """Which device made a reading: the driver, and the device's own stable identity."""
+
+    driver: Token
+    device_id: Token
+    model: str | None = Field(default=None, max_length=128)
+
+
+class Subject(_Model):
+    """Who was measured, as a pseudonym only (HMAC of the resident id), never a name or an id number."""
+
+    pseudonym: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    age_band: str | None = Field(default=None, max_length=16)
+    sex: Literal["female", "male", "unknown"] = "unknown"
+
+
+class QuantityWire(_Model):
+    value: float | list[float] = Field(allow_inf_nan=False)
+    unit: str = Field(max_length=16)
+
+
+class Observation(_Model):
+    """A Reading after the gateway has checked it, with identity, provenance and both times."""
+
+    id: ObservationId
+    hut_id: HutId
+    device: Device
+    kind: Kind
+    values: dict[str, QuantityWire]
+    flags: list[Flag] = Field(default_factory=list, max_length=len(Flag))
+    measured_at: AwareDatetime
+    received_at: AwareDatetime
+    device_time: AwareDatetime | None = None
+    clock: Literal["device", "gateway"]
+    device_seq: int | None = Field(default=None, ge=0)
+    subject: Subject | None = None
+
+    @model_validator(mode="after")
+    def _values_match_vocabulary(self) -> Observation:
+        spec = KINDS[self.kind]
+        for name, quantity in self.values.items():
+            allowed = spec.values.get(name)
+            if allowed is None:
+                raise ValueError(f"values.{name}: {self.kind.value} has no value named {name!r}")
+            if quantity.unit != allowed.unit:
+                raise ValueError(f"values.{name}.unit: must be {allowed.unit!r}, not {quantity.unit!r}")
+            if allowed.is_list != isinstance(quantity.value, list):
+                raise ValueError(f"values.{name}.value: must be {'a list' if allowed.is_list else 'a number'}")
+        return self
+
+
+class WaveStrip(_Model):
+    """A waveform strip: int16 samples with gain and offset, compressed (see ``waveform``)."""
+
+    id: ObservationId
+    hut_id: HutId
+    device: Device
+    kind: Kind
+    channel: Token
+    start: AwareDatetime
+    fs: float = Field(gt=0, le=10_000)
+    unit: str = Field(max_length=16)
+    gain: float = Field(allow_inf_nan=False)
+    offset: float = Field(allow_inf_nan=False)
+    n: int = Field(ge=1, le=MAX_SAMPLES)
+    encoding: Literal["int16le+zlib+base64"] = ENCODING
+    data: str
+    flags: list[Flag] = Field(default_factory=list, max_length=len(Flag))
+    clock: Literal["device", "gateway"]
+    subject: Subject | None = None
+
+    @field_validator("kind")
+    @classmethod
+    def _waveform_kind(cls, kind: Kind) -> Kind:
+        if not KINDS[kind].waveform:
+            raise ValueError(f"{kind.value} is not a waveform kind")
+        return kind
+
+    def samples(self) -> tuple[int, ...]:
+        """The raw int16 samples; physical value = raw * gain + offset."""
+        return unpack_samples(self.data, self.n)
+
+
+class Envelope(_Model):
+    """Fields every message carries."""
+
+    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, alias="schema")
+    hut_id: HutId
+    boot_id: Token
+    seq: int = Field(ge=0)
+    sent_at: AwareDatetime
+
+
+class ObservationBatch(Envelope):
+    type: Literal["obs"] = "obs"
+    observations: list[Observation] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class WaveBatch(Envelope):
+    type: Literal["wave"] = "wave"
+    strips: list[WaveStrip] = Field(min_length=1, max_length=64)
+
+
+class DeviceEvent(Envelope):
+    """Device connect/disconnect, frame errors, gaps. ``detail`` holds no health value."""
+
+    type: Literal["event"] = "event"
+    event: Literal["connected", "disconnected", "device_error", "gap", "started", "stopping"]
+    device: Device | None = None
+    detail: dict[str, str | int | float | bool] = Field(default_factory=dict, max_length=32)
+
+
+class Status(Envelope):
+    """Birth record (retained) and Last Will: online or offline, Sparkplug-style."""
+
+    type: Literal["status"] = "status"
+    state: Literal["online", "offline"]
+
+
+Message = ObservationBatch | WaveBatch | DeviceEvent | Status
+_BY_CHANNEL: dict[str, type[Envelope]] = {
+    "obs": ObservationBatch,
+    "wave": WaveBatch,
+    "event": DeviceEvent,
+    "status": Status,
+}
+
+
+def observation_id(hut_id: str, device: Device, kind: Kind, key: datetime | int) -> str:
+    """A deterministic id: the same reading always gets the same id, so redelivery never duplicates.
+
+    ``key`` is the device timestamp, or the per-device sequence number where the device has no clock.
+    """
+    if isinstance(key, datetime):
+        if key.tzinfo is None:
+            raise ValueError("observation id timestamps must be timezone-aware")
+        stamp = key.astimezone(UTC)
+        key_text = f"t:{stamp:%Y%m%dT%H%M%S}.{stamp.microsecond:06d}"
+    else:
+        key_text = f"s:{key}"
+    material = "\x1f".join((hut_id, device.driver, device.device_id, kind.value, key_text))
+    return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+def observation_from_reading(
+    reading: Reading,
+    *,
+    hut_id: str,
+    device: Device,
+    received_at: datetime,
+    device_seq: int,
+    extra_flags: frozenset[Flag] = frozenset(),
+    subject: Subject | None = None,
+) -> Observation:
+    """Build the Observation for a Reading. The id keys on the device clock when there is one."""
+    key: datetime | int = reading.measured_at if reading.measured_at is not None else device_seq
+    values = {
+        name: QuantityWire(value=list(q.value) if isinstance(q.value, tuple) else q.value, unit=q.unit)
+        for name, q in reading.values.items()
+    }
+    return Observation(
+        id=observation_id(hut_id, device, reading.kind, key),
+        hut_id=hut_id,
+        device=device,
+        kind=reading.kind,
+        values=values,
+        flags=sorted(reading.flags | extra_flags),
+        measured_at=reading.measured_at or received_at,
+        received_at=received_at,
+        device_time=reading.measured_at,
+        clock="device" if reading.measured_at is not None else "gateway",
+        device_seq=device_seq,
+        subject=subject,
+    )
+
+
+def strip_from_reading(
+    reading: Reading,
+    *,
+    hut_id: str,
+    device: Device,
+    received_at: datetime,
+    device_seq: int,
+    subject: Subject | None = None,
+) -> WaveStrip:
+    """Build the WaveStrip for a waveform Reading.
+
+    Without a device clock the strip is taken to end when it arrived, so it starts ``n / fs`` earlier.
+    """
+    strip = reading.strip
+    if strip is None:
+        raise ValueError(f"{reading.kind.value} reading has no strip")
+    if reading.measured_at is not None:
+        start, key, clock = reading.measured_at, reading.measured_at, "device"
+    else:
+        start = received_at - timedelta(seconds=len(strip.raw) / strip.fs)
+        key, clock = device_seq, "gateway"
+    return WaveStrip(
+        id=observation_id(hut_id, device, reading.kind, key),
+        hut_id=hut_id,
+        device=device,
+        kind=reading.kind,
+        channel=strip.channel,
+        start=start,
+        fs=strip.fs,
+        unit=strip.unit,
+        gain=strip.gain,
+        offset=strip.offset,
+        n=len(strip.raw),
+        data=pack_samples(strip.raw),
+        flags=sorted(reading.flags),
+        clock=clock,  # type: ignore[arg-type]
+        subject=subject,
+    )
+
+
+def encode(message: Message) -> bytes:
+    """Serialise a message to compact JSON bytes."""
+    return message.model_dump_json(by_alias=True, exclude_none=True).encode()
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def decode(channel: Channel | str, payload: bytes) -> Message:
+    """Parse and validate one message from ``channel``. Raises ProtocolError saying what and where."""
+    if len(payload) > MAX_MESSAGE_BYTES:
+        raise ProtocolError("too_large", f"{len(payload)} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit")
+    model = _BY_CHANNEL.get(channel)
+    if model is None:
+        raise ProtocolError("bad_topic", f"no messages are accepted on channel {channel!r}")
+    try:
+        raw: Any = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError("malformed_json", str(exc)) from None
+    if not isinstance(raw, dict):
+        raise ProtocolError("invalid_field", f"a message is a JSON object, not {type(raw).__name__}")
+    version = raw.get("schema")
+    if version != SCHEMA_VERSION:
+        detail = "missing" if version is None else f"{version!r} is not supported"
+        raise ProtocolError("unsupported_schema", f"schema version {detail}; expected {SCHEMA_VERSION}", "schema")
+    try:
+        message = model.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ProtocolError("invalid_field", f"{first['msg']}{more}", _location(first["loc"])) from None
+    return message  # type: ignore[return-value]

@@ -1,0 +1,200 @@
+"""The wire contract: encode/decode round trips, deterministic ids, and precise rejections."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from healthhut.protocol import (
+    MAX_MESSAGE_BYTES,
+    Device,
+    Flag,
+    Kind,
+    ObservationBatch,
+    ProtocolError,
+    Quantity,
+    Reading,
+    Strip,
+    WaveBatch,
+    decode,
+    encode,
+    hut_topic,
+    observation_from_reading,
+    observation_id,
+    parse_hut_topic,
+    strip_from_reading,
+)
+from healthhut.protocol.waveform import pack_samples, unpack_samples
+
+OXIMETER = Device(driver="contec-cms50", device_id="oximeter-1")
+T0 = datetime(2026, 11, 22, 8, 30, 15, 123456, tzinfo=UTC)
+
+
+def spo2_reading(spo2: float = 97, pulse: float = 72, measured_at: datetime | None = None) -> Reading:
+    return Reading(
+        kind=Kind.SPO2,
+        values={"spo2": Quantity(spo2, "%"), "pulse_rate": Quantity(pulse, "/min")},
+        flags=frozenset({Flag.SEARCHING}),
+        measured_at=measured_at,
+    )
+
+
+def batch(hut_id: str = "hut-1", seq: int = 7) -> ObservationBatch:
+    obs = observation_from_reading(
+        spo2_reading(), hut_id=hut_id, device=OXIMETER, received_at=T0, device_seq=41
+    )
+    return ObservationBatch(hut_id=hut_id, boot_id="b00t", seq=seq, sent_at=T0, observations=[obs])
+
+
+def test_observation_round_trip_keeps_every_field() -> None:
+    original = batch()
+    decoded = decode("obs", encode(original))
+    assert decoded == original
+    obs = decoded.observations[0]  # type: ignore[union-attr]
+    assert obs.values["spo2"].value == 97 and obs.values["spo2"].unit == "%"
+    assert obs.measured_at == T0 and obs.clock == "gateway" and obs.device_time is None
+    assert obs.flags == [Flag.SEARCHING]
+
+
+def test_encoded_message_names_schema_hut_boot_and_seq() -> None:
+    raw = json.loads(encode(batch(seq=12)))
+    assert (raw["schema"], raw["hut_id"], raw["boot_id"], raw["seq"], raw["type"]) == (1, "hut-1", "b00t", 12, "obs")
+
+
+def test_observation_id_is_deterministic_and_keyed_on_device_clock() -> None:
+    with_clock = spo2_reading(measured_at=T0)
+    a = observation_from_reading(with_clock, hut_id="hut-1", device=OXIMETER, received_at=T0, device_seq=1)
+    b = observation_from_reading(
+        with_clock, hut_id="hut-1", device=OXIMETER, received_at=T0 + timedelta(hours=1), device_seq=99
+    )
+    assert a.id == b.id, "re-reading the same device record must give the same id"
+    assert a.clock == "device" and a.device_time == T0
+    other_hut = observation_from_reading(with_clock, hut_id="hut-2", device=OXIMETER, received_at=T0, device_seq=1)
+    assert other_hut.id != a.id
+    no_clock = [
+        observation_id("hut-1", OXIMETER, Kind.SPO2, seq) for seq in (1, 2, 1)
+    ]
+    assert no_clock[0] == no_clock[2] != no_clock[1]
+    assert observation_id("hut-1", OXIMETER, Kind.SPO2, T0) != observation_id("hut-1", OXIMETER, Kind.PPG, T0)
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason", "location"),
+    [
+        (b"{not json", "malformed_json", None),
+        (b"\xff\xfe", "malformed_json", None),
+        (b"[1, 2]", "invalid_field", None),
+        (json.dumps({"hut_id": "hut-1"}).encode(), "unsupported_schema", "schema"),
+        (json.dumps({"schema": 2, "hut_id": "hut-1"}).encode(), "unsupported_schema", "schema"),
+        (json.dumps({"schema": "1", "hut_id": "hut-1"}).encode(), "unsupported_schema", "schema"),
+    ],
+)
+def test_decode_rejects_with_reason_and_location(payload: bytes, reason: str, location: str | None) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        decode("obs", payload)
+    assert caught.value.reason == reason
+    assert caught.value.location == location
+
+
+def test_missing_field_is_named_with_its_path() -> None:
+    raw = json.loads(encode(batch()))
+    del raw["observations"][0]["device"]["device_id"]
+    with pytest.raises(ProtocolError) as caught:
+        decode("obs", json.dumps(raw).encode())
+    assert caught.value.reason == "invalid_field"
+    assert caught.value.location == "observations[0].device.device_id"
+    assert "Field required" in caught.value.detail
+
+
+def test_wrong_type_and_wrong_unit_are_named() -> None:
+    raw = json.loads(encode(batch()))
+    raw["observations"][0]["values"]["spo2"]["value"] = "ninety-seven"
+    with pytest.raises(ProtocolError) as caught:
+        decode("obs", json.dumps(raw).encode())
+    assert caught.value.location is not None and caught.value.location.startswith("observations[0].values.spo2.value")
+
+    raw = json.loads(encode(batch()))
+    raw["observations"][0]["values"]["spo2"]["unit"] = "1"
+    with pytest.raises(ProtocolError) as caught:
+        decode("obs", json.dumps(raw).encode())
+    assert caught.value.location == "observations[0]"
+    assert "values.spo2.unit" in caught.value.detail
+
+
+def test_unknown_flag_and_extra_field_are_rejected() -> None:
+    raw = json.loads(encode(batch()))
+    raw["observations"][0]["flags"] = ["made_up_flag"]
+    with pytest.raises(ProtocolError) as caught:
+        decode("obs", json.dumps(raw).encode())
+    assert caught.value.location == "observations[0].flags[0]"
+    raw = json.loads(encode(batch()))
+    raw["surprise"] = 1
+    with pytest.raises(ProtocolError) as caught:
+        decode("obs", json.dumps(raw).encode())
+    assert caught.value.location == "surprise"
+
+
+def test_oversized_message_is_rejected_before_parsing() -> None:
+    with pytest.raises(ProtocolError) as caught:
+        decode("obs", b" " * (MAX_MESSAGE_BYTES + 1))
+    assert caught.value.reason == "too_large"
+
+
+def test_naive_timestamps_are_rejected() -> None:
+    raw = json.loads(encode(batch()))
+    raw["sent_at"] = "2026-11-22T08:30:15"
+    with pytest.raises(ProtocolError) as caught:
+        decode("obs", json.dumps(raw).encode())
+    assert caught.value.location == "sent_at"
+
+
+def test_topics_round_trip_and_reject_strangers() -> None:
+    assert hut_topic("hut-1", "obs") == "hh/v1/huts/hut-1/obs"
+    assert parse_hut_topic("hh/v1/huts/hut-1/wave") == ("hut-1", "wave")
+    for bad in ("hh/v1/huts/hut-1", "hh/v2/huts/hut-1/obs", "hh/v1/huts/HUT/obs", "hh/v1/huts/hut-1/xyz"):
+        with pytest.raises(ProtocolError):
+            parse_hut_topic(bad)
+    with pytest.raises(ValueError, match="hut id"):
+        hut_topic("../etc", "obs")
+
+
+def test_waveform_strip_is_compact_and_exact() -> None:
+    raw = tuple((i * 37) % 128 for i in range(600))
+    reading = Reading(kind=Kind.PPG, strip=Strip(fs=60.0, unit="1", raw=raw))
+    strip = strip_from_reading(reading, hut_id="hut-1", device=OXIMETER, received_at=T0, device_seq=3)
+    assert strip.samples() == raw
+    assert strip.start == T0 - timedelta(seconds=10)
+    message = WaveBatch(hut_id="hut-1", boot_id="b", seq=1, sent_at=T0, strips=[strip])
+    wire = encode(message)
+    # int16 with compression, never a JSON list of floats: far smaller than the list would be.
+    assert len(wire) < len(json.dumps([float(v) for v in raw]))
+    assert b"[" not in json.loads(wire)["strips"][0]["data"].encode()
+    assert decode("wave", wire) == message
+
+
+def test_waveform_rejects_lies_and_bombs() -> None:
+    data = pack_samples([1, 2, 3])
+    assert unpack_samples(data, 3) == (1, 2, 3)
+    with pytest.raises(ProtocolError):
+        unpack_samples(data, 4)
+    with pytest.raises(ProtocolError):
+        unpack_samples("not base64!", 3)
+    import base64
+
+    bomb = base64.b64encode(zlib.compress(b"\0" * 10_000_000)).decode()
+    with pytest.raises(ProtocolError):
+        unpack_samples(bomb, 100)
+    with pytest.raises(ValueError, match="int16"):
+        pack_samples([40000])
+
+
+def test_reading_checks_vocabulary() -> None:
+    with pytest.raises(ValueError, match="no value named"):
+        Reading(kind=Kind.SPO2, values={"glucose": Quantity(5.0, "mmol/L")})
+    with pytest.raises(ValueError, match="must be in"):
+        Reading(kind=Kind.SPO2, values={"spo2": Quantity(0.97, "1")})
+    with pytest.raises(ValueError, match="timezone-aware"):
+        Reading(kind=Kind.SPO2, measured_at=datetime(2026, 1, 1))
