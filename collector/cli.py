@@ -83,8 +83,10 @@ def _list_dead_letters(args: argparse.Namespace) -> int:
     print(f"{store.count()} dead letter(s) in {config.dead_letters.path}; showing {len(letters)}")
     for letter in letters:
         where = f" at {letter.location}" if letter.location else ""
-        print(f"#{letter.id} {letter.received_at:%Y-%m-%d %H:%M:%S} {letter.topic} [{letter.hut_id or '?'}] "
-              f"{letter.reason}{where}: {letter.detail} ({letter.size} bytes)")
+        print(
+            f"#{letter.id} {letter.received_at:%Y-%m-%d %H:%M:%S} {letter.topic} [{letter.hut_id or '?'}] "
+            f"{letter.reason}{where}: {letter.detail} ({letter.size} bytes)"
+        )
         if args.payload:
             print("    " + letter.payload[:512].decode("utf-8", errors="replace"))
     store.close()

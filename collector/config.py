@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from healthhut.protocol.configfile import load_toml
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Frozen(BaseModel):

@@ -83,7 +83,17 @@ class DeadLetterStore:
         with self._lock:
             rows = self._db.execute(query, (*args, limit)).fetchall()
         return [
-            DeadLetter(row[0], datetime.fromisoformat(row[1]), *row[2:7], int(row[7]), bytes(row[8]))
+            DeadLetter(
+                id=row[0],
+                received_at=datetime.fromisoformat(row[1]),
+                topic=row[2],
+                hut_id=row[3],
+                reason=row[4],
+                location=row[5],
+                detail=row[6],
+                size=int(row[7]),
+                payload=bytes(row[8]),
+            )
             for row in rows
         ]
 

@@ -13,9 +13,7 @@ import ssl
 from dataclasses import dataclass
 
 import aiomqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-
+from influxdb_client.client.write.point import Point
 from healthhut.collector.config import CollectorConfig
 from healthhut.collector.deadletters import DeadLetterStore
 from healthhut.collector.points import event_points, observation_points, status_points, strip_points
@@ -23,15 +21,19 @@ from healthhut.collector.storage import StorageUnavailable, Writer, WriteRejecte
 from healthhut.protocol import (
     DeviceEvent,
     Message,
+    Observation,
     ObservationBatch,
     ProtocolError,
     Status,
     WaveBatch,
+    WaveStrip,
     decode,
     hut_filter,
     parse_hut_topic,
     shared,
 )
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 log = logging.getLogger(__name__)
 
@@ -54,19 +56,21 @@ def check_identity(topic_hut: str, message: Message) -> None:
         raise ProtocolError(
             "hut_mismatch", f"payload hut_id {message.hut_id!r} differs from topic hut {topic_hut!r}", "hut_id"
         )
-    items = message.observations if isinstance(message, ObservationBatch) else (
-        message.strips if isinstance(message, WaveBatch) else []
-    )
+    items: list[Observation | WaveStrip] = []
+    if isinstance(message, ObservationBatch):
+        items, field = list(message.observations), "observations"
+    elif isinstance(message, WaveBatch):
+        items, field = list(message.strips), "strips"
     for index, item in enumerate(items):
         if item.hut_id != topic_hut:
-            field = "observations" if isinstance(message, ObservationBatch) else "strips"
             raise ProtocolError(
-                "hut_mismatch", f"item hut_id {item.hut_id!r} differs from topic hut {topic_hut!r}",
+                "hut_mismatch",
+                f"item hut_id {item.hut_id!r} differs from topic hut {topic_hut!r}",
                 f"{field}[{index}].hut_id",
             )
 
 
-def points_for(message: Message) -> list:  # type: ignore[type-arg]
+def points_for(message: Message) -> list[Point]:
     if isinstance(message, ObservationBatch):
         return [p for obs in message.observations for p in observation_points(obs)]
     if isinstance(message, WaveBatch):
@@ -108,7 +112,7 @@ class Ingest:
         elif isinstance(message, WaveBatch):
             self.stats.strips += len(message.strips)
 
-    async def _write_until_done(self, points: list) -> None:  # type: ignore[type-arg]
+    async def _write_until_done(self, points: list[Point]) -> None:
         delay = 0.2
         while True:
             try:
@@ -128,7 +132,12 @@ class Ingest:
         log.warning("dead letter from %s: %s%s", topic, reason, f" at {location}" if location else "")
         await asyncio.to_thread(
             self.dead_letters.add,
-            topic=topic, hut_id=hut_id, reason=reason, location=location, detail=detail, payload=payload,
+            topic=topic,
+            hut_id=hut_id,
+            reason=reason,
+            location=location,
+            detail=detail,
+            payload=payload,
         )
 
     def _tls_context(self) -> ssl.SSLContext | None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from influxdb_client import Point, WritePrecision
-
 from healthhut.protocol import DeviceEvent, Observation, Status, WaveStrip
+from influxdb_client.client.write.point import Point
+from influxdb_client.domain.write_precision import WritePrecision
 
 ANONYMOUS = "anonymous"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -24,13 +24,10 @@ def _ns(stamp: datetime) -> int:
 
 
 def _tagged(measurement: str, hut_id: str, subject: str | None, driver: str, device: str) -> Point:
-    return (
-        Point(measurement)
-        .tag("hut", hut_id)
-        .tag("subject", subject or ANONYMOUS)
-        .tag("driver", driver)
-        .tag("device", device)
-    )
+    point = Point(measurement)
+    for key, value in (("hut", hut_id), ("subject", subject or ANONYMOUS), ("driver", driver), ("device", device)):
+        point.tag(key, value)
+    return point
 
 
 def observation_points(obs: Observation) -> list[Point]:

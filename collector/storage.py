@@ -7,16 +7,14 @@ ingest loop retries with backoff without acknowledging the message.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Protocol
 
 import aiohttp
-from influxdb_client import Point
+from healthhut.collector.config import Influx1Config, Influx2Config
+from influxdb_client.client.write.point import Point
 from influxdb_client.client.exceptions import InfluxDBError
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
-
-from healthhut.collector.config import Influx1Config, Influx2Config
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +80,9 @@ class Influx1Writer:
     ) -> None:
         url = self.config.url.rstrip("/") + path
         try:
-            async with self._http().post(url, params=params, data=body if body is not None else data,
-                                         auth=self._auth) as response:
+            async with self._http().post(
+                url, params=params, data=body if body is not None else data, auth=self._auth
+            ) as response:
                 if response.status != expect:
                     raise _classify(response.status, await response.text(), url)
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -112,7 +111,7 @@ class Influx2Writer:
         except InfluxDBError as exc:
             status = exc.response.status if exc.response is not None else 0
             raise _classify(status, exc.message or str(exc), self.config.url) from exc
-        except (aiohttp.ClientError, TimeoutError, asyncio.TimeoutError) as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise StorageUnavailable(f"{self.config.url}: {exc or type(exc).__name__}") from exc
 
     async def close(self) -> None:

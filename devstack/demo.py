@@ -142,13 +142,22 @@ def run(duration: float, keep: bool) -> int:
                     start(
                         f"sim-{device.name}",
                         _program(
-                            "healthhut.firmware_sim.cli", "play", device.driver, "--link", str(folder / device.name),
-                            "--duration", str(duration + 5), "--quiet", *device.sim_args,
+                            "healthhut.firmware_sim.cli",
+                            "play",
+                            device.driver,
+                            "--link",
+                            str(folder / device.name),
+                            "--duration",
+                            str(duration + 5),
+                            "--quiet",
+                            *device.sim_args,
                         ),
                     )
                 start("gateway", _program("healthhut.gateway.cli", "run", "--config", str(gateway_config)))
-                print(f"collector, gateway and {len(DEVICES)} simulated device(s) running for {duration:.0f} s",
-                      flush=True)
+                print(
+                    f"collector, gateway and {len(DEVICES)} simulated device(s) running for {duration:.0f} s",
+                    flush=True,
+                )
                 deadline = time.monotonic() + duration
                 while (remaining := deadline - time.monotonic()) > 0:
                     time.sleep(min(10.0, remaining))
@@ -160,8 +169,9 @@ def run(duration: float, keep: bool) -> int:
                         so_far = count[0]["count"] if count else 0
                     except Exception:  # noqa: BLE001 - the database may not exist yet
                         so_far = 0
-                    print(f"  {duration - max(remaining - 10, 0):>5.0f} s: {so_far} SpO2 observations stored",
-                          flush=True)
+                    print(
+                        f"  {duration - max(remaining - 10, 0):>5.0f} s: {so_far} SpO2 observations stored", flush=True
+                    )
                 # Stop the gateway first so that it drains what it holds, then the collector.
                 for name in ("gateway", "collector"):
                     processes[name].send_signal(signal.SIGTERM)

@@ -106,9 +106,7 @@ def find_binary(name: str) -> Path:
     found = shutil.which(name, path=search)
     if found is None:
         package = _DEBIAN_PACKAGES.get(name)
-        hint = (
-            f"install the Debian package {package!r} (apt-get install {package})" if package else "install it"
-        )
+        hint = f"install the Debian package {package!r} (apt-get install {package})" if package else "install it"
         where = ", ".join(_EXTRA_BIN_DIRS)
         raise ServerError(f"executable {name!r} not found in PATH or {where}; {hint}", server=name)
     return Path(found)
@@ -126,9 +124,7 @@ def free_port() -> int:
 def _free_ports(count: int) -> list[int]:
     # All bound at once, so that the kernel cannot hand out the same port twice.
     with contextlib.ExitStack() as held:
-        sockets = [
-            held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)
-        ]
+        sockets = [held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
         for sock in sockets:
             sock.bind((LOOPBACK, 0))
         return [int(sock.getsockname()[1]) for sock in sockets]
@@ -216,9 +212,7 @@ def _http_request(
             f"HTTP {exc.code} for {method}", server=server, url=url, status=exc.code, body=text
         ) from exc
     except (urllib.error.URLError, OSError) as exc:
-        raise ServerRequestError(
-            f"no answer to {method}: {exc}", server=server, url=url, status=None, body=""
-        ) from exc
+        raise ServerRequestError(f"no answer to {method}: {exc}", server=server, url=url, status=None, body="") from exc
 
 
 def _http_status(url: str, timeout: float = 1.0) -> int | None:
@@ -384,9 +378,7 @@ class ServerProcess:
             try:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:
-                logger.warning(
-                    "%s (pid %d) ignored SIGTERM for %g s, killing it", self.name, process.pid, timeout
-                )
+                logger.warning("%s (pid %d) ignored SIGTERM for %g s, killing it", self.name, process.pid, timeout)
                 process.kill()
                 process.wait()
         _LIVE.discard(self)
@@ -780,9 +772,7 @@ class LocalStack:
 
     def _member(self, server: _S | None, name: str) -> _S:
         if server is None:
-            raise ServerError(
-                f"{name} is not part of this stack, or the stack was never started", server="stack"
-            )
+            raise ServerError(f"{name} is not part of this stack, or the stack was never started", server="stack")
         return server
 
     def start(self) -> Self:

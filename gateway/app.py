@@ -24,9 +24,7 @@ class Gateway:
         self.state = GatewayState(config.state_dir)
         self.uplink = Uplink(config, self.state)
         self.sessions = [
-            DeviceSession(
-                device, get_driver(device.driver), hut_id=config.hut_id, state=self.state, uplink=self.uplink
-            )
+            DeviceSession(device, get_driver(device.driver), hut_id=config.hut_id, state=self.state, uplink=self.uplink)
             for device in config.device_configs
         ]
 

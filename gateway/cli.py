@@ -28,8 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    run = commands.add_parser("run", help="run the gateway daemon", epilog=EXAMPLES,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    run = commands.add_parser(
+        "run", help="run the gateway daemon", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     run.add_argument("--config", "-c", type=Path, required=True, help="gateway TOML config")
     add_logging_arguments(run)
     check = commands.add_parser("check-config", help="validate a config file and exit")

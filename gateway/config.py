@@ -10,11 +10,10 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-
 from healthhut.drivers import DeviceConfig, DriverNotFoundError, get_driver
 from healthhut.protocol.configfile import ConfigError, key_path, locate, validate
 from healthhut.protocol.topics import HUT_ID_PATTERN
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 
 class _Frozen(BaseModel):

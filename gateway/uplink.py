@@ -16,9 +16,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import aiomqtt
-from paho.mqtt.properties import Properties
-from paho.mqtt.packettypes import PacketTypes
-
 from healthhut.gateway.backoff import Backoff
 from healthhut.gateway.config import GatewayConfig
 from healthhut.gateway.state import GatewayState
@@ -34,6 +31,8 @@ from healthhut.protocol import (
     encode,
     hut_topic,
 )
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 log = logging.getLogger(__name__)
 

@@ -55,9 +55,7 @@ class Reading:
             if allowed is None:
                 raise ValueError(f"{self.kind.value} has no value named {name!r}")
             if quantity.unit != allowed.unit:
-                raise ValueError(
-                    f"{self.kind.value}.{name} must be in {allowed.unit!r}, not {quantity.unit!r}"
-                )
+                raise ValueError(f"{self.kind.value}.{name} must be in {allowed.unit!r}, not {quantity.unit!r}")
         if self.measured_at is not None and self.measured_at.tzinfo is None:
             raise ValueError("measured_at must be timezone-aware")
         if self.strip is not None and not spec.waveform:

@@ -42,9 +42,7 @@ def unpack_samples(data: str, count: int) -> tuple[int, ...]:
     except (binascii.Error, zlib.error, UnicodeEncodeError) as exc:
         raise ProtocolError("invalid_field", f"waveform data does not decode: {exc}", "data") from None
     if len(body) != 2 * count or inflater.unconsumed_tail:
-        raise ProtocolError(
-            "invalid_field", f"waveform data holds other than the {count} samples declared", "data"
-        )
+        raise ProtocolError("invalid_field", f"waveform data holds other than the {count} samples declared", "data")
     samples = array("h")
     samples.frombytes(body)
     if sys.byteorder == "big":

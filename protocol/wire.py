@@ -12,6 +12,11 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
+from healthhut.protocol.errors import ProtocolError
+from healthhut.protocol.reading import Reading
+from healthhut.protocol.topics import HUT_ID_PATTERN, Channel
+from healthhut.protocol.vocabulary import KINDS, Flag, Kind
+from healthhut.protocol.waveform import MAX_SAMPLES, pack_samples, unpack_samples
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -22,12 +27,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-
-from healthhut.protocol.errors import ProtocolError
-from healthhut.protocol.reading import Reading
-from healthhut.protocol.topics import HUT_ID_PATTERN, Channel
-from healthhut.protocol.vocabulary import KINDS, Flag, Kind
-from healthhut.protocol.waveform import ENCODING, MAX_SAMPLES, pack_samples, unpack_samples
 
 SCHEMA_VERSION = 1
 # mosquitto's default message_size_limit is far larger; this bound keeps one hut from costing the
@@ -109,7 +108,7 @@ class WaveStrip(_Model):
     gain: float = Field(allow_inf_nan=False)
     offset: float = Field(allow_inf_nan=False)
     n: int = Field(ge=1, le=MAX_SAMPLES)
-    encoding: Literal["int16le+zlib+base64"] = ENCODING
+    encoding: Literal["int16le+zlib+base64"] = "int16le+zlib+base64"
     data: str
     flags: list[Flag] = Field(default_factory=list, max_length=len(Flag))
     clock: Literal["device", "gateway"]
@@ -130,7 +129,7 @@ class WaveStrip(_Model):
 class Envelope(_Model):
     """Fields every message carries."""
 
-    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, alias="schema")
+    schema_version: Literal[1] = Field(default=1, alias="schema")
     hut_id: HutId
     boot_id: Token
     seq: int = Field(ge=0)
@@ -199,7 +198,7 @@ def observation_from_reading(
     subject: Subject | None = None,
 ) -> Observation:
     """Build the Observation for a Reading. The id keys on the device clock when there is one."""
-    key: datetime | int = reading.measured_at if reading.measured_at is not None else device_seq
+    key: datetime | int = device_seq if reading.measured_at is None else reading.measured_at
     values = {
         name: QuantityWire(value=list(q.value) if isinstance(q.value, tuple) else q.value, unit=q.unit)
         for name, q in reading.values.items()
@@ -236,6 +235,7 @@ def strip_from_reading(
     strip = reading.strip
     if strip is None:
         raise ValueError(f"{reading.kind.value} reading has no strip")
+    key: datetime | int
     if reading.measured_at is not None:
         start, key, clock = reading.measured_at, reading.measured_at, "device"
     else:

@@ -9,7 +9,6 @@ from typing import Self
 
 import serial
 import serial_asyncio_fast
-
 from healthhut.drivers import SerialSettings
 from healthhut.gateway.transports.base import TransportError
 

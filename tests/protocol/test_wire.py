@@ -7,7 +7,6 @@ import zlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from healthhut.protocol import (
     MAX_MESSAGE_BYTES,
     Device,
@@ -43,9 +42,7 @@ def spo2_reading(spo2: float = 97, pulse: float = 72, measured_at: datetime | No
 
 
 def batch(hut_id: str = "hut-1", seq: int = 7) -> ObservationBatch:
-    obs = observation_from_reading(
-        spo2_reading(), hut_id=hut_id, device=OXIMETER, received_at=T0, device_seq=41
-    )
+    obs = observation_from_reading(spo2_reading(), hut_id=hut_id, device=OXIMETER, received_at=T0, device_seq=41)
     return ObservationBatch(hut_id=hut_id, boot_id="b00t", seq=seq, sent_at=T0, observations=[obs])
 
 
@@ -74,9 +71,7 @@ def test_observation_id_is_deterministic_and_keyed_on_device_clock() -> None:
     assert a.clock == "device" and a.device_time == T0
     other_hut = observation_from_reading(with_clock, hut_id="hut-2", device=OXIMETER, received_at=T0, device_seq=1)
     assert other_hut.id != a.id
-    no_clock = [
-        observation_id("hut-1", OXIMETER, Kind.SPO2, seq) for seq in (1, 2, 1)
-    ]
+    no_clock = [observation_id("hut-1", OXIMETER, Kind.SPO2, seq) for seq in (1, 2, 1)]
     assert no_clock[0] == no_clock[2] != no_clock[1]
     assert observation_id("hut-1", OXIMETER, Kind.SPO2, T0) != observation_id("hut-1", OXIMETER, Kind.PPG, T0)
 

@@ -1,0 +1,188 @@
+"""The collector against real mosquitto and real InfluxDB 1.x / VictoriaMetrics.
+
+Valid readings land with the right values and timestamps; a resent batch creates no duplicate; bad
+input is dead-lettered with its reason while the valid messages after it are still stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiomqtt
+import pytest
+
+from healthhut.collector.config import CollectorConfig
+from healthhut.collector.deadletters import DeadLetterStore
+from healthhut.collector.ingest import Ingest
+from healthhut.collector.storage import Influx1Writer, make_writer
+from healthhut.devstack import LocalStack
+from healthhut.protocol import (
+    Device,
+    Kind,
+    ObservationBatch,
+    Quantity,
+    Reading,
+    encode,
+    hut_topic,
+    observation_from_reading,
+)
+
+T0 = datetime(2026, 11, 22, 9, 0, 0, 250000, tzinfo=UTC)
+OXIMETER = Device(driver="contec-cms50", device_id="ox-1")
+
+
+def obs_batch(hut_id: str, seq: int, readings: list[tuple[float, float]], start: datetime = T0) -> ObservationBatch:
+    observations = [
+        observation_from_reading(
+            Reading(kind=Kind.SPO2, values={"spo2": Quantity(spo2, "%"), "pulse_rate": Quantity(pr, "/min")}),
+            hut_id=hut_id,
+            device=OXIMETER,
+            received_at=start + timedelta(seconds=i),
+            device_seq=seq * 1000 + i,
+        )
+        for i, (spo2, pr) in enumerate(readings)
+    ]
+    return ObservationBatch(hut_id=hut_id, boot_id="boot1", seq=seq, sent_at=start, observations=observations)
+
+
+def ns(stamp: datetime) -> int:
+    return int(stamp.replace(microsecond=0).timestamp()) * 1_000_000_000 + stamp.microsecond * 1000
+
+
+def collector_config(stack: LocalStack, tmp_path: Path, unique: str, storage: dict[str, object]) -> CollectorConfig:
+    return CollectorConfig.model_validate(
+        {
+            "mqtt": {"host": "127.0.0.1", "port": stack.mosquitto.port, "client_id": f"col-{unique}",
+                     "share_group": f"g{unique}"},
+            "storage": storage,
+            "dead_letters": {"path": str(tmp_path / "dead.sqlite")},
+        }
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(config: CollectorConfig) -> AsyncIterator[Ingest]:
+    writer = make_writer(config.storage)
+    if isinstance(writer, Influx1Writer):
+        await writer.ensure_database()
+    store = DeadLetterStore(config.dead_letters.path)
+    ingest = Ingest(config, writer, store)
+    task = asyncio.create_task(ingest.run())
+    try:
+        await asyncio.wait_for(ingest.subscribed.wait(), 10)
+        yield ingest
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await writer.close()
+        store.close()
+
+
+async def publish(stack: LocalStack, messages: list[tuple[str, bytes]]) -> None:
+    async with aiomqtt.Client("127.0.0.1", stack.mosquitto.port, protocol=aiomqtt.ProtocolVersion.V5) as client:
+        for topic, payload in messages:
+            await client.publish(topic, payload, qos=1)
+
+
+async def until(predicate: object, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():  # type: ignore[operator]
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.05)
+
+
+async def test_readings_reach_influxdb1_exactly_once(stack: LocalStack, tmp_path: Path, unique: str) -> None:
+    hut = f"hut-{unique}"
+    db = f"db_{unique}"
+    config = collector_config(stack, tmp_path, unique, {"type": "influxdb1", "url": stack.influxd.url, "database": db})
+    first = obs_batch(hut, 1, [(97, 72), (96, 75), (98, 70)])
+    async with running(config) as ingest:
+        # The same batch twice (a redelivery), then a new one.
+        await publish(stack, [(hut_topic(hut, "obs"), encode(first))] * 2)
+        await publish(stack, [(hut_topic(hut, "obs"), encode(obs_batch(hut, 2, [(95, 80)], T0 + timedelta(minutes=1))))])
+        await until(lambda: ingest.stats.messages == 3)
+    result = stack.influxd.query(
+        'SELECT spo2, pulse_rate, hut, device, driver, subject, obs_id FROM "spo2"', db=db, epoch="ns"
+    )
+    series = result["results"][0]["series"][0]
+    rows = [dict(zip(series["columns"], values, strict=True)) for values in series["values"]]
+    expected_times = [T0, T0 + timedelta(seconds=1), T0 + timedelta(seconds=2), T0 + timedelta(minutes=1)]
+    assert [row["time"] for row in rows] == [ns(t) for t in expected_times]
+    assert [(row["spo2"], row["pulse_rate"]) for row in rows] == [(97, 72), (96, 75), (98, 70), (95, 80)]
+    assert {(row["hut"], row["device"], row["driver"], row["subject"]) for row in rows} == {
+        (hut, "ox-1", "contec-cms50", "anonymous")
+    }
+    assert [row["obs_id"] for row in rows[:3]] == [obs.id for obs in first.observations]
+
+
+async def test_bad_input_is_dead_lettered_and_the_stream_goes_on(
+    stack: LocalStack, tmp_path: Path, unique: str
+) -> None:
+    hut = f"hut-{unique}"
+    db = f"db_{unique}"
+    config = collector_config(stack, tmp_path, unique, {"type": "influxdb1", "url": stack.influxd.url, "database": db})
+    good = encode(obs_batch(hut, 5, [(97, 72)]))
+    unknown_schema = json.loads(good)
+    unknown_schema["schema"] = 99
+    impostor = encode(obs_batch("someone-else", 6, [(80, 140)]))
+    oversized = b'{"schema": 1, "pad": "' + b"x" * 300_000 + b'"}'
+    bad = [
+        (hut_topic(hut, "obs"), b'{"schema": 1, "hut_id": '),
+        (hut_topic(hut, "obs"), json.dumps(unknown_schema).encode()),
+        (hut_topic(hut, "obs"), impostor),
+        (hut_topic(hut, "obs"), oversized),
+    ]
+    async with running(config) as ingest:
+        await publish(stack, [*bad, (hut_topic(hut, "obs"), good)])
+        await until(lambda: ingest.stats.messages == 1 and ingest.stats.dead_letters == 4)
+    letters = DeadLetterStore(config.dead_letters.path).list()
+    assert sorted(letter.reason for letter in letters) == sorted(
+        ["malformed_json", "unsupported_schema", "hut_mismatch", "too_large"]
+    )
+    assert all(letter.hut_id == hut and letter.topic == hut_topic(hut, "obs") for letter in letters)
+    mismatch = next(letter for letter in letters if letter.reason == "hut_mismatch")
+    assert mismatch.payload == impostor and mismatch.location == "hut_id"
+    too_large = next(letter for letter in letters if letter.reason == "too_large")
+    assert too_large.size == len(oversized) and len(too_large.payload) == config.dead_letters.max_payload_bytes
+    # The valid message after the poison ones was stored, and nothing of the impostor was.
+    result = stack.influxd.query('SELECT spo2, hut FROM "spo2"', db=db, epoch="ns")
+    assert result["results"][0]["series"][0]["values"] == [[ns(T0), 97, hut]]
+
+
+async def test_v2_write_api_path_against_victoria_metrics(stack: LocalStack, tmp_path: Path, unique: str) -> None:
+    hut = f"hut-{unique}"
+    config = collector_config(
+        stack, tmp_path, unique, {"type": "influxdb2", "url": stack.victoria.url, "org": "o", "bucket": "b"}
+    )
+    batch = obs_batch(hut, 1, [(94, 66), (93, 67)])
+    async with running(config) as ingest:
+        await publish(stack, [(hut_topic(hut, "obs"), encode(batch))] * 2)
+        await until(lambda: ingest.stats.messages == 2)
+    stack.victoria.force_flush()
+    exported = stack.victoria.export(f'{{__name__="spo2_spo2",hut="{hut}"}}')
+    assert len(exported) == 1
+    epoch_ms = int(T0.timestamp() * 1000)
+    assert exported[0]["values"] == [94, 93]
+    assert exported[0]["timestamps"] == [epoch_ms, epoch_ms + 1000]
+    assert exported[0]["metric"]["device"] == "ox-1"
+
+
+@pytest.mark.parametrize("text", ["[storage]\ntype = 'influxdb1'\nurl = 'x'\n[dead_letters]\npath = '/tmp/x'\n[mqtt]\nprot = 1\n"])
+def test_config_error_names_file_line_and_key(tmp_path: Path, text: str) -> None:
+    from healthhut.collector.config import load_config
+    from healthhut.protocol.configfile import ConfigError
+
+    path = tmp_path / "collector.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert (caught.value.path, caught.value.line, caught.value.key) == (str(path), 7, "mqtt.prot")
+    assert "unknown key" in str(caught.value)
