@@ -89,6 +89,7 @@ def _query(influxd: Influxd1, q: str) -> list[dict[str, Any]]:
         for series in statement.get("series", []):
             for values in series.get("values", []):
                 row = dict(zip(series["columns"], values, strict=True))
+                row.update(series.get("tags") or {})
                 row["_measurement"] = series["name"]
                 rows.append(row)
     return rows

@@ -78,8 +78,9 @@ class PpgGenerator:
         for _ in range(n):
             step = 1 / (self.fs * self._period_s)
             value = self._amplitude * pulse_shape(self._phase) + self._rng.gauss(0, self.noise)
-            # The sample whose interval holds the systolic peak is the beat's peak: one per beat.
-            peak = self._phase <= SYSTOLIC_PHASE < self._phase + step
+            # The sample nearest the systolic peak is the beat's peak: the half-open intervals tile the
+            # beat, so there is exactly one.
+            peak = self._phase - step / 2 <= SYSTOLIC_PHASE < self._phase + step / 2
             samples.append(PpgSample(value, peak))
             self._phase += step
             if self._phase >= 1:

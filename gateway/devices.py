@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from healthhut.drivers import DeviceConfig, DriverSpec
+from healthhut.drivers import Decoder, DeviceConfig, DriverSpec
 from healthhut.gateway.backoff import Backoff
 from healthhut.gateway.state import GatewayState
 from healthhut.gateway.transports import ByteStream, TransportError, open_serial
@@ -85,7 +85,9 @@ class DeviceSession:
             await backoff.wait()
 
     async def _read(self, stream: ByteStream) -> None:
-        decoder = self.spec.new_decoder()
+        # A device entry may tune its decoder (strip length, say); otherwise the driver's default.
+        configured = getattr(self.config, "new_decoder", None)
+        decoder: Decoder = configured() if callable(configured) else self.spec.new_decoder()
         if self.spec.start_command:
             await stream.write(self.spec.start_command)
         next_error_report = time.monotonic() + ERROR_REPORT_INTERVAL_S

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import termios
 from types import TracebackType
 from typing import Self
 
@@ -60,19 +62,28 @@ class SerialStream:
         await self.close()
 
 
+def is_pty(path: str) -> bool:
+    return os.path.realpath(path).startswith("/dev/pts/")
+
+
 async def open_serial(path: str, settings: SerialSettings) -> SerialStream:
     """Open ``path`` with the driver's line settings. TransportError if it is absent or busy."""
+    parity = settings.parity
+    if is_pty(path):
+        # Linux ptys carry bytes, not line settings, and refuse parity with EINVAL; the simulator's
+        # ptys stand in for USB-serial adapters, so parity is dropped there and only there.
+        parity = "N"
     try:
         reader, writer = await serial_asyncio_fast.open_serial_connection(
             url=path,
             baudrate=settings.baudrate,
             bytesize=settings.bytesize,
-            parity=_PARITY[settings.parity],
+            parity=_PARITY[parity],
             stopbits=_STOPBITS[settings.stopbits],
             xonxoff=settings.xonxoff,
             exclusive=True,
         )
-    except (serial.SerialException, OSError, ValueError) as exc:
+    except (serial.SerialException, OSError, ValueError, termios.error) as exc:
         raise TransportError(path, f"cannot open: {exc}") from exc
     log.info("opened serial device %s", path)
     return SerialStream(path, reader, writer)
