@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -17,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from healthhut.devstack.servers import Influxd1, LocalStack
+from healthhut.devstack.programs import Programs
+from healthhut.devstack.servers import Influxd1, LocalStack, ServerError
 
 DATABASE = "healthhut"
 HUT_ID = "demo-hut-01"
@@ -36,10 +35,6 @@ DEVICES = (
     Device("contec-cms50", "oximeter-1", ("--spo2", "97", "--pulse-rate", "72", "--seed", "1")),
     Device("contec-cms50", "oximeter-2", ("--spo2", "93", "--pulse-rate", "88", "--seed", "2")),
 )
-
-
-def _program(module: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", module, *args]
 
 
 def write_configs(folder: Path, stack: LocalStack) -> tuple[Path, Path]:
@@ -98,7 +93,11 @@ def _query(influxd: Influxd1, q: str) -> list[dict[str, Any]]:
 def summary(influxd: Influxd1) -> tuple[str, int]:
     """What reached InfluxDB, per kind; and how many spot observations that is."""
     lines = [f"What reached InfluxDB ({influxd.url}, database {DATABASE!r}):"]
-    measurements = [row["name"] for row in _query(influxd, "SHOW MEASUREMENTS")]
+    try:
+        measurements = [row["name"] for row in _query(influxd, "SHOW MEASUREMENTS")]
+    except ServerError as exc:  # no database: the collector never wrote anything
+        measurements = []
+        lines.append(f"  ({exc.args[0]})")
     spot = 0
     for name in measurements:
         counts = _query(influxd, f'SELECT COUNT(*) FROM "{name}"')
@@ -122,6 +121,14 @@ def summary(influxd: Influxd1) -> tuple[str, int]:
     return "\n".join(lines), spot
 
 
+def _stored_spo2(influxd: Influxd1) -> int:
+    try:
+        count = _query(influxd, 'SELECT COUNT(spo2) FROM "spo2"')
+    except ServerError:  # the collector has not created the database yet
+        return 0
+    return int(count[0]["count"]) if count else 0
+
+
 def run(duration: float, keep: bool) -> int:
     with tempfile.TemporaryDirectory(prefix="healthhut-demo-") as tmp:
         folder = Path(tmp)
@@ -129,71 +136,40 @@ def run(duration: float, keep: bool) -> int:
         with LocalStack(folder / "servers", mosquitto=True, influxd=True, victoria=False) as stack:
             print(f"  mosquitto on 127.0.0.1:{stack.mosquitto.port}, influxd on {stack.influxd.url}", flush=True)
             collector_config, gateway_config = write_configs(folder, stack)
-            logs = folder / "logs"
-            logs.mkdir()
-            processes: dict[str, subprocess.Popen[bytes]] = {}
-
-            def start(name: str, command: list[str]) -> None:
-                log = open(logs / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process below
-                processes[name] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-
-            try:
-                start("collector", _program("healthhut.collector.cli", "run", "--config", str(collector_config)))
+            with Programs(folder / "logs") as programs:
+                programs.start("collector", "hut-collector", "run", "--config", str(collector_config))
                 for device in DEVICES:
-                    start(
+                    programs.start(
                         f"sim-{device.name}",
-                        _program(
-                            "healthhut.firmware_sim.cli",
-                            "play",
-                            device.driver,
-                            "--link",
-                            str(folder / device.name),
-                            "--duration",
-                            str(duration + 5),
-                            "--quiet",
-                            *device.sim_args,
-                        ),
+                        "hut-sim",
+                        "play",
+                        device.driver,
+                        "--link",
+                        str(folder / device.name),
+                        "--duration",
+                        str(duration + 5),
+                        "--quiet",
+                        *device.sim_args,
                     )
-                start("gateway", _program("healthhut.gateway.cli", "run", "--config", str(gateway_config)))
-                print(
-                    f"collector, gateway and {len(DEVICES)} simulated device(s) running for {duration:.0f} s",
-                    flush=True,
-                )
-                deadline = time.monotonic() + duration
-                while (remaining := deadline - time.monotonic()) > 0:
-                    time.sleep(min(10.0, remaining))
-                    for name, process in processes.items():
-                        if process.poll() is not None and not name.startswith("sim-"):
-                            raise RuntimeError(f"{name} exited with {process.returncode}; see {logs / name}.log")
-                    try:
-                        count = _query(stack.influxd, 'SELECT COUNT(spo2) FROM "spo2"')
-                        so_far = count[0]["count"] if count else 0
-                    except Exception:  # noqa: BLE001 - the database may not exist yet
-                        so_far = 0
-                    print(
-                        f"  {duration - max(remaining - 10, 0):>5.0f} s: {so_far} SpO2 observations stored", flush=True
-                    )
-                # Stop the gateway first so that it drains what it holds, then the collector.
-                for name in ("gateway", "collector"):
-                    processes[name].send_signal(signal.SIGTERM)
-                    processes[name].wait(timeout=20)
-            finally:
-                for process in processes.values():
-                    if process.poll() is None:
-                        process.terminate()
-                        try:
-                            process.wait(timeout=5)
-                        except subprocess.TimeoutExpired:
-                            process.kill()
+                programs.start("gateway", "hut-gateway", "run", "--config", str(gateway_config))
+                print(f"collector, gateway and {len(DEVICES)} simulated device(s) running for {duration:.0f} s")
+                started = time.monotonic()
+                while (elapsed := time.monotonic() - started) < duration:
+                    time.sleep(min(10.0, duration - elapsed))
+                    programs.check_running("collector", "gateway")
+                    print(f"  {time.monotonic() - started:>5.0f} s: {_stored_spo2(stack.influxd)} SpO2 observations stored")
+                # The gateway first, so that it drains what it holds; then the collector.
+                programs.stop("gateway")
+                programs.stop("collector")
+                logs = {name: programs.log(name) for name in programs.processes}
             text, spot = summary(stack.influxd)
             print(text)
             if keep:
-                print(f"logs kept in {logs}; press Enter to stop the servers")
-                input()
+                input(f"everything is in {folder}; press Enter to stop the servers and remove it ")
             if spot == 0:
                 print("demo FAILED: no observation reached InfluxDB. Logs:", file=sys.stderr)
-                for name in processes:
-                    print(f"--- {name}\n" + (logs / f"{name}.log").read_text()[-3000:], file=sys.stderr)
+                for name, text in logs.items():
+                    print(f"--- {name}\n{text}", file=sys.stderr)
                 return 1
             print("demo OK")
             return 0

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, StringConstraints
-
 from healthhut.drivers.base import DeviceConfig, DriverSpec, SerialSettings
 from healthhut.drivers.contec_cms50.codec import SAMPLE_RATE_HZ, Cms50Decoder, Cms50Frame, parse_frame
+from pydantic import ConfigDict, Field, StringConstraints
 
 DeviceName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
 

@@ -17,6 +17,9 @@ from healthhut.drivers.contec_cms50.codec import (
 )
 from healthhut.firmware_sim.signals import PpgGenerator
 
+# SAMPLE_RATE_HZ is re-exported: it is the stream's frame rate, which players pace themselves by.
+__all__ = ["ACQUIRE_FRAMES", "FINGER_OUT_FRAME", "SAMPLE_RATE_HZ", "Cms50Stream", "encode_frame"]
+
 # The largest value each numeric field's bits can carry.
 FIELD_MAX: Mapping[str, int] = MappingProxyType(
     {"signal_strength": 0x0F, "pleth": 0x7F, "bar_graph": 0x0F, "pulse_rate": 0xFF, "spo2": 0x7F}
@@ -53,11 +56,7 @@ def encode_frame(frame: Cms50Frame) -> bytes:
         if not 0 <= value <= largest:
             raise ValueError(f"{name} must be in 0..{largest}, not {value}")
     status = (
-        SYNC_BIT
-        | frame.signal_strength
-        | frame.searching_too_long << 4
-        | frame.spo2_dropping << 5
-        | frame.beep << 6
+        SYNC_BIT | frame.signal_strength | frame.searching_too_long << 4 | frame.spo2_dropping << 5 | frame.beep << 6
     )
     bar = frame.bar_graph | frame.probe_error << 4 | frame.searching << 5 | (frame.pulse_rate & 0x80) >> 1
     return bytes((status, frame.pleth, bar, frame.pulse_rate & 0x7F, frame.spo2))

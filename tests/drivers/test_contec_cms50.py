@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from pydantic import ValidationError
-
 from healthhut.drivers import DecodeError, SerialSettings, get_driver
 from healthhut.drivers.contec_cms50 import DRIVER, Cms50Config, Cms50Decoder, Cms50Frame, parse_frame
 from healthhut.protocol import Flag, Kind, Quantity, Reading, Strip
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
 
 CAPTURES = Path(__file__).resolve().parents[2] / "drivers" / "contec_cms50" / "captures"
 README = CAPTURES.parent / "README.md"
@@ -35,12 +34,15 @@ def load_hex(path: Path) -> bytes:
 
 
 def reading_from_json(obj: dict[str, Any]) -> Reading:
-    strip = obj.get("strip")
+    strip = None
+    if "strip" in obj:
+        fields = obj["strip"]
+        strip = Strip(fields["fs"], fields["unit"], tuple(fields["raw"]), channel=fields["channel"])
     return Reading(
         kind=Kind(obj["kind"]),
         values={name: Quantity(value, unit) for name, (value, unit) in obj["values"].items()},
         flags=frozenset(Flag(flag) for flag in obj["flags"]),
-        strip=None if strip is None else Strip(strip["fs"], strip["unit"], tuple(strip["raw"]), channel=strip["channel"]),
+        strip=strip,
     )
 
 
@@ -193,9 +195,7 @@ def test_stray_bytes_count_once_per_run_and_not_before_the_first_sync() -> None:
 # --- numerics and flags
 
 
-@pytest.mark.parametrize(
-    ("spo2", "pulse_rate"), [(127, 255), (0, 0), (127, 0), (0, 255), (101, 255), (126, 0)]
-)
+@pytest.mark.parametrize(("spo2", "pulse_rate"), [(127, 255), (0, 0), (127, 0), (0, 255), (101, 255), (126, 0)])
 def test_invalid_numerics_give_no_spo2_reading(spo2: int, pulse_rate: int) -> None:
     decoder = Cms50Decoder(strip_samples=2)
     frames = frame_bytes(pleth=7, spo2=spo2, pulse_rate=pulse_rate) * 2

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import statistics
 from dataclasses import replace
+from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from healthhut.drivers.contec_cms50 import Cms50Decoder, Cms50Frame, parse_frame
 from healthhut.firmware_sim.encoders.contec_cms50 import (
     ACQUIRE_FRAMES,
@@ -19,6 +18,8 @@ from healthhut.firmware_sim.encoders.contec_cms50 import (
 )
 from healthhut.firmware_sim.signals import SYSTOLIC_PHASE, PpgGenerator, pulse_shape
 from healthhut.protocol import Flag, Kind, Quantity, Reading
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 FPS = 60
 
@@ -86,7 +87,8 @@ def test_encode_frame_bytes() -> None:
     ],
 )
 def test_encode_frame_rejects_values_that_do_not_fit(field: str, value: int) -> None:
-    frame = replace(parse_frame(bytes.fromhex("86 40 06 48 61")), **{field: value})
+    changes: dict[str, Any] = {field: value}
+    frame = replace(parse_frame(bytes.fromhex("86 40 06 48 61")), **changes)
     with pytest.raises(ValueError, match=f"{field} must be in 0..[0-9]+, not {value}"):
         encode_frame(frame)
 
@@ -194,7 +196,7 @@ def test_pulse_shape_joins_beats_and_peaks_at_the_systolic_phase() -> None:
     assert pulse_shape(peak) == pytest.approx(1.0, abs=1e-3)
     # The dicrotic wave: after the notch the shape rises again.
     tail = [pulse_shape(i / 100) for i in range(30, 60)]
-    assert any(b > a for a, b in zip(tail, tail[1:], strict=False))
+    assert any(b > a for a, b in itertools.pairwise(tail))
 
 
 def test_ppg_generator_marks_one_peak_per_beat() -> None:
@@ -202,5 +204,5 @@ def test_ppg_generator_marks_one_peak_per_beat() -> None:
     samples = generator.take(600)
     peaks = [i for i, s in enumerate(samples) if s.peak]
     assert len(peaks) == 10
-    assert {b - a for a, b in zip(peaks, peaks[1:], strict=False)} == {60}
+    assert {b - a for a, b in itertools.pairwise(peaks)} == {60}
     assert all(samples[i].value == max(s.value for s in samples[i - 5 : i + 6]) for i in peaks[1:-1])
