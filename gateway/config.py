@@ -6,12 +6,11 @@ wrong key in a device entry is reported with the file, the line and the key.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
 from healthhut.drivers import DeviceConfig, DriverNotFoundError, get_driver
-from healthhut.protocol.configfile import ConfigError, key_path, locate, validate
+from healthhut.protocol.configfile import ConfigError, key_path, locate, read_toml, validate
 from healthhut.protocol.topics import HUT_ID_PATTERN
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -56,13 +55,7 @@ class GatewayConfig(_Frozen):
 def load_config(path: Path | str) -> GatewayConfig:
     """Load and validate the gateway config; ConfigError names the file, line and key."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = tomllib.loads(text)
-    except OSError as exc:
-        raise ConfigError(path, None, f"cannot read config: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(path, None, f"not valid TOML: {exc}") from None
+    text, data = read_toml(path)
     if "device_configs" in data:
         raise ConfigError(path, "device_configs", "unknown key (check its spelling)", locate(text, ("device_configs",)))
     config = validate(path, text, data, GatewayConfig)

@@ -69,18 +69,24 @@ def locate(text: str, loc: tuple[int | str, ...]) -> int | None:
     return best
 
 
-def load_toml(path: Path | str, model: type[M]) -> M:
-    """Read ``path`` and validate it with ``model``; ConfigError points at the first problem."""
-    path = Path(path)
+def read_toml(path: Path) -> tuple[str, dict[str, Any]]:
+    """The file's text and its parsed TOML; ConfigError (with the line, for syntax) otherwise."""
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(path, None, f"cannot read config: {exc.strerror}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+        raise ConfigError(path, None, f"cannot read config: {reason}") from None
     try:
-        data: dict[str, Any] = tomllib.loads(text)
+        return text, tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         found = re.search(r"line (\d+)", str(exc))
         raise ConfigError(path, None, f"not valid TOML: {exc}", int(found.group(1)) if found else None) from None
+
+
+def load_toml(path: Path | str, model: type[M]) -> M:
+    """Read ``path`` and validate it with ``model``; ConfigError points at the first problem."""
+    path = Path(path)
+    text, data = read_toml(path)
     return validate(path, text, data, model)
 
 
@@ -89,9 +95,10 @@ def validate(path: Path | str, text: str, data: Any, model: type[M], prefix: tup
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
+        errors = exc.errors(include_url=False)
+        # A misspelt key also makes the real key "missing"; the misspelling is the one to show.
+        first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
         loc = (*prefix, *first["loc"])
-        # pydantic adds the union tag or the model name into loc for some errors; keep the real keys.
         more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
         message = first["msg"]
         if first["type"] == "extra_forbidden":

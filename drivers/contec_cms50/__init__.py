@@ -40,8 +40,8 @@ DRIVER = DriverSpec(
     # 19200 8O1 as every source on the USB cable agrees. No XON/XOFF: the live stream is one-way binary,
     # and a tty with IXON set would swallow data bytes 0x11 and 0x13 (README, Quirks).
     serial=SerialSettings(baudrate=19200, bytesize=8, parity="O", stopbits=1, xonxoff=False),
-    # F6 F6 F6 ends a record upload and returns to live mode (atbrask, OSCAR); the CMS50E starts
-    # streaming on any received byte (tranzoa). A device already streaming ignores it.
+    # F6 F6 F6 ends a record upload and returns to live mode (atbrask); OSCAR sends it before reading
+    # live data, and the CMS50E starts streaming on any byte it receives (tranzoa).
     start_command=b"\xf6\xf6\xf6",
 )
 
