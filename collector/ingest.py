@@ -13,7 +13,6 @@ import ssl
 from dataclasses import dataclass
 
 import aiomqtt
-from influxdb_client.client.write.point import Point
 from healthhut.collector.config import CollectorConfig
 from healthhut.collector.deadletters import DeadLetterStore
 from healthhut.collector.points import event_points, observation_points, status_points, strip_points
@@ -32,6 +31,7 @@ from healthhut.protocol import (
     parse_hut_topic,
     shared,
 )
+from influxdb_client.client.write.point import Point
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 

@@ -157,7 +157,8 @@ def run(duration: float, keep: bool) -> int:
                 while (elapsed := time.monotonic() - started) < duration:
                     time.sleep(min(10.0, duration - elapsed))
                     programs.check_running("collector", "gateway")
-                    print(f"  {time.monotonic() - started:>5.0f} s: {_stored_spo2(stack.influxd)} SpO2 observations stored")
+                    stored = _stored_spo2(stack.influxd)
+                    print(f"  {time.monotonic() - started:>5.0f} s: {stored} SpO2 observations stored")
                 # The gateway first, so that it drains what it holds; then the collector.
                 programs.stop("gateway")
                 programs.stop("collector")

@@ -8,9 +8,8 @@ from functools import cache
 from importlib.metadata import entry_points
 from typing import Literal, Protocol
 
-from pydantic import BaseModel
-
 from healthhut.protocol import Reading
+from pydantic import BaseModel
 
 ENTRY_POINT_GROUP = "healthhut.drivers"
 

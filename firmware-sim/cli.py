@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import sys
 from pathlib import Path
@@ -100,10 +101,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, player in sorted(PLAYERS.items()):
             print(f"{name:<16} {player.description}")
         return EXIT_OK
-    try:
+    # Ctrl-C is how a technician ends an open-ended run; it is not an error.
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(play(PLAYERS[args.driver], args))
-    except KeyboardInterrupt:
-        pass
     return EXIT_OK
 
 

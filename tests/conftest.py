@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from healthhut.devstack import LocalStack
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import aiomqtt
-
 from healthhut.devstack import LocalStack
 from healthhut.devstack.programs import Programs
 from healthhut.protocol import ObservationBatch, decode, encode, hut_topic
@@ -34,7 +33,7 @@ def write_configs(tmp: Path, stack: LocalStack, hut: str, db: str) -> tuple[Path
     gateway = tmp / "gateway.toml"
     gateway.write_text(
         f'hut_id = "{hut}"\nstate_dir = "{tmp / "state"}"\n[mqtt]\nport = {stack.mosquitto.port}\n'
-        f'[uplink]\nbatch_interval_s = 0.5\n'
+        f"[uplink]\nbatch_interval_s = 0.5\n"
         f'[[devices]]\ndriver = "contec-cms50"\nname = "ox-e2e"\npath = "{tmp / "ox"}"\nstrip_seconds = 2\n'
     )
     return collector, gateway
@@ -57,8 +56,21 @@ async def test_simulated_readings_reach_influxdb(stack: LocalStack, tmp_path: Pa
         with Programs(tmp_path / "logs") as programs:
             programs.start("collector", "hut-collector", "run", "--config", str(collector_config))
             programs.start(
-                "sim", "hut-sim", "play", "contec-cms50", "--link", str(tmp_path / "ox"),
-                "--spo2", str(SPO2), "--pulse-rate", str(PULSE), "--seed", "5", "--duration", "60", "--quiet",
+                "sim",
+                "hut-sim",
+                "play",
+                "contec-cms50",
+                "--link",
+                str(tmp_path / "ox"),
+                "--spo2",
+                str(SPO2),
+                "--pulse-rate",
+                str(PULSE),
+                "--seed",
+                "5",
+                "--duration",
+                "60",
+                "--quiet",
             )
             programs.start("gateway", "hut-gateway", "run", "--config", str(gateway_config))
 

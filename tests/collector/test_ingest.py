@@ -15,7 +15,6 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
-
 from healthhut.collector.config import CollectorConfig
 from healthhut.collector.deadletters import DeadLetterStore
 from healthhut.collector.ingest import Ingest
@@ -57,8 +56,12 @@ def ns(stamp: datetime) -> int:
 def collector_config(stack: LocalStack, tmp_path: Path, unique: str, storage: dict[str, object]) -> CollectorConfig:
     return CollectorConfig.model_validate(
         {
-            "mqtt": {"host": "127.0.0.1", "port": stack.mosquitto.port, "client_id": f"col-{unique}",
-                     "share_group": f"g{unique}"},
+            "mqtt": {
+                "host": "127.0.0.1",
+                "port": stack.mosquitto.port,
+                "client_id": f"col-{unique}",
+                "share_group": f"g{unique}",
+            },
             "storage": storage,
             "dead_letters": {"path": str(tmp_path / "dead.sqlite")},
         }
@@ -90,9 +93,9 @@ async def publish(stack: LocalStack, messages: list[tuple[str, bytes]]) -> None:
             await client.publish(topic, payload, qos=1)
 
 
-async def until(predicate: object, timeout: float = 10.0) -> None:
+async def until(predicate: object, within: float = 10.0) -> None:
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while not predicate():  # type: ignore[operator]
         if loop.time() > deadline:
             raise AssertionError("condition not reached in time")
@@ -107,7 +110,9 @@ async def test_readings_reach_influxdb1_exactly_once(stack: LocalStack, tmp_path
     async with running(config) as ingest:
         # The same batch twice (a redelivery), then a new one.
         await publish(stack, [(hut_topic(hut, "obs"), encode(first))] * 2)
-        await publish(stack, [(hut_topic(hut, "obs"), encode(obs_batch(hut, 2, [(95, 80)], T0 + timedelta(minutes=1))))])
+        await publish(
+            stack, [(hut_topic(hut, "obs"), encode(obs_batch(hut, 2, [(95, 80)], T0 + timedelta(minutes=1))))]
+        )
         await until(lambda: ingest.stats.messages == 3)
     result = stack.influxd.query(
         'SELECT spo2, pulse_rate, hut, device, driver, subject, obs_id FROM "spo2"', db=db, epoch="ns"
@@ -175,7 +180,9 @@ async def test_v2_write_api_path_against_victoria_metrics(stack: LocalStack, tmp
     assert exported[0]["metric"]["device"] == "ox-1"
 
 
-@pytest.mark.parametrize("text", ["[storage]\ntype = 'influxdb1'\nurl = 'x'\n[dead_letters]\npath = '/tmp/x'\n[mqtt]\nprot = 1\n"])
+@pytest.mark.parametrize(
+    "text", ["[storage]\ntype = 'influxdb1'\nurl = 'x'\n[dead_letters]\npath = '/tmp/x'\n[mqtt]\nprot = 1\n"]
+)
 def test_config_error_names_file_line_and_key(tmp_path: Path, text: str) -> None:
     from healthhut.collector.config import load_config
     from healthhut.protocol.configfile import ConfigError

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from healthhut.collector.config import load_config as load_collector_config
 from healthhut.drivers.contec_cms50 import Cms50Config
 from healthhut.gateway.cli import main as gateway_main
 from healthhut.gateway.config import load_config
 from healthhut.protocol.configfile import ConfigError
+
 from tests.conftest import ROOT
 
 GOOD = """\
@@ -56,8 +56,12 @@ def test_device_entries_are_validated_by_their_driver(tmp_path: Path) -> None:
         (('path = "/dev/ttyUSB1"', 'paht = "/dev/ttyUSB1"'), 15, "devices[1].paht", "unknown key"),
         (('host = "127.0.0.1"', 'host = "127.0.0.1"\nport = 99999'), 6, "mqtt.port", "less than or equal"),
         (('hut_id = "hut-0001"', 'hut_id = "Hut 1"'), 1, "hut_id", "should match pattern"),
-        (('driver = "contec-cms50"\nname = "ox-2"', 'driver = "nonin"\nname = "ox-2"'), 13, "devices[1].driver",
-         "no driver named 'nonin'"),
+        (
+            ('driver = "contec-cms50"\nname = "ox-2"', 'driver = "nonin"\nname = "ox-2"'),
+            13,
+            "devices[1].driver",
+            "no driver named 'nonin'",
+        ),
         (('name = "ox-2"', 'name = "ox-1"'), 14, "devices[1].name", "used twice"),
         (('name = "ox-1"\n', ""), 7, "devices[0].name", "required key is missing"),
         (("[mqtt]", "[mqtt"), 4, None, "not valid TOML"),

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from healthhut.gateway.state import DEVICE_BLOCK, GatewayState
 
 
@@ -36,7 +35,9 @@ def test_state_file_is_replaced_atomically(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("damage", [b"", b"{not json", b'{"hut_seq": "x", "device_limit": {}}', b"\x00" * 64])
-def test_damaged_state_is_moved_aside_not_fatal(tmp_path: Path, damage: bytes, caplog: pytest.LogCaptureFixture) -> None:
+def test_damaged_state_is_moved_aside_not_fatal(
+    tmp_path: Path, damage: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
     (tmp_path / "state.json").write_bytes(damage)
     state = GatewayState(tmp_path)
     assert state.next_hut_seq() == 1
