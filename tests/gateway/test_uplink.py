@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import aiomqtt
-
 from healthhut.devstack import LocalStack
 from healthhut.gateway.config import GatewayConfig
 from healthhut.gateway.state import GatewayState
@@ -85,7 +84,7 @@ async def test_uplink_survives_broker_restart(tmp_path: Path, unique: str) -> No
                 uplink.submit(observation(hut, n))  # type: ignore[arg-type]
                 await asyncio.sleep(0.02)
             stack.mosquitto.start()
-            await until(lambda: subscribed.is_set())
+            await until(subscribed.is_set)
             await until(lambda: uplink.stats.connects == 2)
 
             def delivered() -> list[int]:
