@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 
 from healthhut.drivers import get_driver
 from healthhut.gateway.config import GatewayConfig
@@ -16,6 +17,19 @@ from healthhut.gateway.uplink import Uplink
 log = logging.getLogger(__name__)
 
 DRAIN_TIMEOUT_S = 10.0
+RESTART_DELAY_S = 5.0
+
+
+async def supervised(name: str, run: Callable[[], Awaitable[None]], on_crash: Callable[[str], None]) -> None:
+    """Run a task forever: a bug in one device's code is logged and restarts that task, not the hut."""
+    while True:
+        try:
+            await run()
+            return
+        except Exception:
+            log.exception("task %s crashed; restarting it in %.0f s", name, RESTART_DELAY_S)
+            on_crash(name)
+            await asyncio.sleep(RESTART_DELAY_S)
 
 
 class Gateway:
@@ -27,6 +41,9 @@ class Gateway:
             DeviceSession(device, get_driver(device.driver), hut_id=config.hut_id, state=self.state, uplink=self.uplink)
             for device in config.device_configs
         ]
+
+    def _crashed(self, session: DeviceSession) -> Callable[[str], None]:
+        return lambda name: self.uplink.event("device_error", session.device, crashed=True)
 
     async def run(self) -> None:
         """Run until SIGTERM/SIGINT, then stop the devices and drain the uplink."""
@@ -41,7 +58,11 @@ class Gateway:
         async with asyncio.TaskGroup() as group:
             uplink_task = group.create_task(self.uplink.run(), name="uplink")
             device_tasks = [
-                group.create_task(session.run(), name=f"device:{session.config.name}") for session in self.sessions
+                group.create_task(
+                    supervised(f"device:{session.config.name}", session.run, self._crashed(session)),
+                    name=f"device:{session.config.name}",
+                )
+                for session in self.sessions
             ]
             await stop.wait()
             log.info("stopping: %d item(s) still to send", self.uplink.backlog)

@@ -21,22 +21,20 @@ from healthhut.gateway.config import GatewayConfig
 from healthhut.gateway.state import GatewayState
 from healthhut.protocol import (
     Device,
-    DeviceEvent,
-    Message,
     Observation,
-    ObservationBatch,
-    Status,
-    WaveBatch,
     WaveStrip,
     encode,
     hut_topic,
 )
+from healthhut.protocol.topics import Channel
+from healthhut.protocol.wire import MESSAGE_TYPES
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 log = logging.getLogger(__name__)
 
 EventDetail = dict[str, str | int | float | bool]
+STRIPS_PER_MESSAGE = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +69,8 @@ class Uplink:
         self.stats = UplinkStats()
         self._items: deque[Item] = deque()
         self._ready = asyncio.Event()
-        self._pending: list[tuple[str, bytes]] = []
+        # (topic, payload, observations, strips) of numbered messages awaiting their PUBACK.
+        self._pending: list[tuple[str, bytes, int, int]] = []
         self._stopping = False
 
     # -- producers ------------------------------------------------------------------------------
@@ -96,16 +95,18 @@ class Uplink:
         return len(self._items) + len(self._pending)
 
     # -- the loop --------------------------------------------------------------------------------
-    def _envelope(self) -> dict[str, object]:
-        return {
+    def _numbered(self, channel: Channel, body: dict[str, object]) -> bytes:
+        """Encode ``body`` in an envelope with this hut, this boot and the next per-hut number."""
+        envelope = {
             "hut_id": self.hut_id,
             "boot_id": self.state.boot_id,
             "seq": self.state.next_hut_seq(),
             "sent_at": datetime.now(UTC),
         }
+        return encode(MESSAGE_TYPES[channel].model_validate({**envelope, **body}))
 
     def _status(self, state: str) -> bytes:
-        return encode(Status(state=state, **self._envelope()))  # type: ignore[arg-type]
+        return self._numbered("status", {"state": state})
 
     def _tls_context(self) -> ssl.SSLContext | None:
         tls = self.config.mqtt.tls
@@ -164,10 +165,12 @@ class Uplink:
                 await self._collect()
             # Oldest first; a message leaves _pending only after its PUBACK.
             while self._pending:
-                topic, payload = self._pending[0]
+                topic, payload, observations, strips = self._pending[0]
                 await client.publish(topic, payload, qos=1)
                 self._pending.pop(0)
                 self.stats.published_messages += 1
+                self.stats.published_observations += observations
+                self.stats.published_strips += strips
 
     async def _collect(self) -> None:
         """Wait for items, then take up to a batch (waiting at most the batch interval for more)."""
@@ -200,22 +203,18 @@ class Uplink:
         if self.stats.dropped_unreported:
             events.append(_Event("gap", None, {"dropped": self.stats.dropped_unreported, "cause": "queue_full"}))
             self.stats.dropped_unreported = 0
-        messages: list[tuple[str, Message]] = []
         if observations:
-            messages.append(("obs", ObservationBatch(observations=observations, **self._envelope())))  # type: ignore[arg-type]
-            self.stats.published_observations += len(observations)
-        for start in range(0, len(strips), 16):
-            chunk = strips[start : start + 16]
-            messages.append(("wave", WaveBatch(strips=chunk, **self._envelope())))  # type: ignore[arg-type]
-            self.stats.published_strips += len(chunk)
+            self._queue_message("obs", {"observations": observations}, observations=len(observations))
+        for start in range(0, len(strips), STRIPS_PER_MESSAGE):
+            chunk = strips[start : start + STRIPS_PER_MESSAGE]
+            self._queue_message("wave", {"strips": chunk}, strips=len(chunk))
         for event in events:
-            messages.append(
-                (
-                    "event",
-                    DeviceEvent(event=event.event, device=event.device, detail=event.detail, **self._envelope()),  # type: ignore[arg-type]
-                )
-            )
-        self._pending.extend((hut_topic(self.hut_id, channel), encode(m)) for channel, m in messages)  # type: ignore[arg-type]
+            self._queue_message("event", {"event": event.event, "device": event.device, "detail": event.detail})
+
+    def _queue_message(self, channel: Channel, body: dict[str, object], observations: int = 0, strips: int = 0) -> None:
+        """Number a message (the number is durable first) and hold it until its PUBACK."""
+        payload = self._numbered(channel, body)
+        self._pending.append((hut_topic(self.hut_id, channel), payload, observations, strips))
 
     def stop(self) -> None:
         """Ask ``run`` to publish what is queued, say offline, and return."""

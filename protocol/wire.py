@@ -163,7 +163,8 @@ class Status(Envelope):
 
 
 Message = ObservationBatch | WaveBatch | DeviceEvent | Status
-_BY_CHANNEL: dict[str, type[Envelope]] = {
+# Which message type each hut channel carries.
+MESSAGE_TYPES: dict[str, type[Message]] = {
     "obs": ObservationBatch,
     "wave": WaveBatch,
     "event": DeviceEvent,
@@ -276,7 +277,7 @@ def decode(channel: Channel | str, payload: bytes) -> Message:
     """Parse and validate one message from ``channel``. Raises ProtocolError saying what and where."""
     if len(payload) > MAX_MESSAGE_BYTES:
         raise ProtocolError("too_large", f"{len(payload)} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit")
-    model = _BY_CHANNEL.get(channel)
+    model = MESSAGE_TYPES.get(channel)
     if model is None:
         raise ProtocolError("bad_topic", f"no messages are accepted on channel {channel!r}")
     try:
@@ -295,4 +296,4 @@ def decode(channel: Channel | str, payload: bytes) -> Message:
         first = exc.errors(include_url=False)[0]
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise ProtocolError("invalid_field", f"{first['msg']}{more}", _location(first["loc"])) from None
-    return message  # type: ignore[return-value]
+    return message
