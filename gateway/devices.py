@@ -49,7 +49,6 @@ class DeviceSession:
         self.last_contact: datetime | None = None
         self.connected = False
         self._last_report: dict[Kind, float] = {}
-        self._errors_reported = 0
 
     async def _open(self) -> ByteStream:
         path = getattr(self.config, "path", None)
@@ -91,6 +90,7 @@ class DeviceSession:
         if self.spec.start_command:
             await stream.write(self.spec.start_command)
         next_error_report = time.monotonic() + ERROR_REPORT_INTERVAL_S
+        errors_reported = 0  # the decoder, and so its count, is new with each connection
         while True:
             data = await stream.read()
             self.last_contact = self.clock()
@@ -99,9 +99,9 @@ class DeviceSession:
             now = time.monotonic()
             if now >= next_error_report:
                 next_error_report = now + ERROR_REPORT_INTERVAL_S
-                new_errors = decoder.frame_errors - self._errors_reported
+                new_errors = decoder.frame_errors - errors_reported
                 if new_errors:
-                    self._errors_reported = decoder.frame_errors
+                    errors_reported = decoder.frame_errors
                     log.warning("device %s: %d frame errors in the last interval", self.config.name, new_errors)
                     self.uplink.event("device_error", self.device, frame_errors=new_errors)
 

@@ -105,9 +105,7 @@ def victoria(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaMetri
         yield server
 
 
-def test_find_binary_looks_in_sbin_even_without_it_in_path(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_find_binary_looks_in_sbin_even_without_it_in_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     assert find_binary("mosquitto") == Path("/usr/sbin/mosquitto")
     assert find_binary("influxd") == Path("/usr/bin/influxd")
@@ -129,10 +127,7 @@ def test_influxd_moves_both_listeners_and_keeps_its_files_in_its_folder(influxd:
 
 def test_influxd_line_protocol_write_reads_back_exactly(influxd: Influxd1) -> None:
     influxd.create_database("hh")
-    line = (
-        b"blood_pressure,hut=h1,subject=s1 "
-        b'systolic=120.5,pulse_rate=61i,flags="cuff_fit_loose" 1700000000123456789'
-    )
+    line = b'blood_pressure,hut=h1,subject=s1 systolic=120.5,pulse_rate=61i,flags="cuff_fit_loose" 1700000000123456789'
     assert _post(influxd.host, influxd.http_port, "/write?db=hh&precision=ns", line) == 204
 
     reply = influxd.query("SELECT * FROM blood_pressure", db="hh", epoch="ns")
@@ -226,9 +221,7 @@ def test_victoria_same_point_written_twice_keeps_the_last(victoria: VictoriaMetr
     victoria.force_flush()
 
     metric = {"__name__": "temp_temperature", "hut": "h1"}
-    assert victoria.export("temp_temperature") == [
-        {"metric": metric, "values": [37.2], "timestamps": [1700000000000]}
-    ]
+    assert victoria.export("temp_temperature") == [{"metric": metric, "values": [37.2], "timestamps": [1700000000000]}]
 
 
 def test_mosquitto_publish_subscribe_round_trip(tmp_path: Path) -> None:
