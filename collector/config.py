@@ -5,21 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from healthhut.protocol.configfile import load_toml
-from pydantic import BaseModel, ConfigDict, Field
+from healthhut.protocol.configfile import FrozenConfig, TlsConfig, load_toml
+from pydantic import Field
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TlsConfig(_Frozen):
-    ca_file: Path
-    cert_file: Path | None = None
-    key_file: Path | None = None
-
-
-class MqttConfig(_Frozen):
+class MqttConfig(FrozenConfig):
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
     client_id: str = Field(default="collector-1", min_length=1, max_length=64)
@@ -32,7 +22,7 @@ class MqttConfig(_Frozen):
     tls: TlsConfig | None = None
 
 
-class Influx1Config(_Frozen):
+class Influx1Config(FrozenConfig):
     """InfluxDB 1.x through its ``/write`` endpoint (Debian's influxdb 1.6.7)."""
 
     type: Literal["influxdb1"]
@@ -43,7 +33,7 @@ class Influx1Config(_Frozen):
     timeout_s: float = Field(default=10.0, gt=0)
 
 
-class Influx2Config(_Frozen):
+class Influx2Config(FrozenConfig):
     """InfluxDB 2.x / 3.x / Cloud (and VictoriaMetrics) through influxdb-client's v2 write API."""
 
     type: Literal["influxdb2"]
@@ -57,12 +47,12 @@ class Influx2Config(_Frozen):
 StorageConfig = Annotated[Influx1Config | Influx2Config, Field(discriminator="type")]
 
 
-class DeadLetterConfig(_Frozen):
+class DeadLetterConfig(FrozenConfig):
     path: Path
     max_payload_bytes: int = Field(default=16 * 1024, ge=256)
 
 
-class CollectorConfig(_Frozen):
+class CollectorConfig(FrozenConfig):
     mqtt: MqttConfig = MqttConfig()
     storage: StorageConfig
     dead_letters: DeadLetterConfig

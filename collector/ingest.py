@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from dataclasses import dataclass
 
 import aiomqtt
@@ -140,15 +139,6 @@ class Ingest:
             payload=payload,
         )
 
-    def _tls_context(self) -> ssl.SSLContext | None:
-        tls = self.config.mqtt.tls
-        if tls is None:
-            return None
-        context = ssl.create_default_context(cafile=str(tls.ca_file))
-        if tls.cert_file is not None:
-            context.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
-        return context
-
     async def run(self) -> None:
         """Consume until cancelled; reconnect with backoff when the broker goes away."""
         mqtt = self.config.mqtt
@@ -167,7 +157,7 @@ class Ingest:
                 clean_start=False,
                 properties=properties,
                 keepalive=mqtt.keepalive,
-                tls_context=self._tls_context(),
+                tls_context=mqtt.tls.ssl_context() if mqtt.tls else None,
                 timeout=10,
             )
             # aiomqtt has no manual-ack switch; paho's is what sends PUBACK only when we say so.

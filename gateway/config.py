@@ -10,22 +10,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from healthhut.drivers import DeviceConfig, DriverNotFoundError, get_driver
-from healthhut.protocol.configfile import ConfigError, key_path, locate, read_toml, validate
+from healthhut.protocol.configfile import ConfigError, FrozenConfig, TlsConfig, key_path, locate, read_toml, validate
 from healthhut.protocol.topics import HUT_ID_PATTERN
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import Field, StringConstraints
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TlsConfig(_Frozen):
-    ca_file: Path
-    cert_file: Path | None = None
-    key_file: Path | None = None
-
-
-class MqttConfig(_Frozen):
+class MqttConfig(FrozenConfig):
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
     keepalive: int = Field(default=30, ge=5, le=3600)
@@ -34,7 +24,7 @@ class MqttConfig(_Frozen):
     tls: TlsConfig | None = None
 
 
-class UplinkConfig(_Frozen):
+class UplinkConfig(FrozenConfig):
     batch_max: int = Field(default=100, ge=1, le=500)
     batch_interval_s: float = Field(default=1.0, gt=0, le=60)
     queue_max: int = Field(default=20_000, ge=100)
@@ -42,7 +32,7 @@ class UplinkConfig(_Frozen):
     reconnect_max_s: float = Field(default=60.0, gt=0)
 
 
-class GatewayConfig(_Frozen):
+class GatewayConfig(FrozenConfig):
     hut_id: Annotated[str, StringConstraints(pattern=HUT_ID_PATTERN)]
     state_dir: Path
     mqtt: MqttConfig = MqttConfig()

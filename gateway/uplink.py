@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -108,15 +107,6 @@ class Uplink:
     def _status(self, state: str) -> bytes:
         return self._numbered("status", {"state": state})
 
-    def _tls_context(self) -> ssl.SSLContext | None:
-        tls = self.config.mqtt.tls
-        if tls is None:
-            return None
-        context = ssl.create_default_context(cafile=str(tls.ca_file))
-        if tls.cert_file is not None:
-            context.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
-        return context
-
     async def run(self) -> None:
         """Connect, publish the birth record, pump batches; on any MQTT error back off and reconnect."""
         mqtt = self.config.mqtt
@@ -139,7 +129,7 @@ class Uplink:
                     keepalive=mqtt.keepalive,
                     clean_start=False,
                     properties=connect_properties,
-                    tls_context=self._tls_context(),
+                    tls_context=mqtt.tls.ssl_context() if mqtt.tls else None,
                     timeout=10,
                 ) as client:
                     self.stats.connects += 1

@@ -6,13 +6,34 @@ Both daemons use it, so it lives with the shared language rather than in either 
 from __future__ import annotations
 
 import re
+import ssl
 import tomllib
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class FrozenConfig(BaseModel):
+    """Base of every config section: immutable, and a key it does not know is an error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsConfig(FrozenConfig):
+    """Mutual TLS to the broker: the CA to trust, and this program's own certificate and key."""
+
+    ca_file: Path
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    def ssl_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        if self.cert_file is not None:
+            context.load_cert_chain(str(self.cert_file), str(self.key_file) if self.key_file else None)
+        return context
 
 
 class ConfigError(Exception):

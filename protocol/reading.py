@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 
-from healthhut.protocol.vocabulary import KINDS, Flag, Kind
+from healthhut.protocol.vocabulary import KINDS, Flag, Kind, value_problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,16 +49,13 @@ class Reading:
     strip: Strip | None = None
 
     def __post_init__(self) -> None:
-        spec = KINDS[self.kind]
         for name, quantity in self.values.items():
-            allowed = spec.values.get(name)
-            if allowed is None:
-                raise ValueError(f"{self.kind.value} has no value named {name!r}")
-            if quantity.unit != allowed.unit:
-                raise ValueError(f"{self.kind.value}.{name} must be in {allowed.unit!r}, not {quantity.unit!r}")
+            problem = value_problem(self.kind, name, quantity.unit, isinstance(quantity.value, tuple))
+            if problem:
+                raise ValueError(problem)
         if self.measured_at is not None and self.measured_at.tzinfo is None:
             raise ValueError("measured_at must be timezone-aware")
-        if self.strip is not None and not spec.waveform:
+        if self.strip is not None and not KINDS[self.kind].waveform:
             raise ValueError(f"{self.kind.value} readings carry no waveform strip")
         # A plain dict passed in would stay mutable behind the frozen dataclass.
         object.__setattr__(self, "values", MappingProxyType(dict(self.values)))

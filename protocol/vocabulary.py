@@ -151,6 +151,18 @@ MMHG_PER_KPA = 7.500617
 KG_PER_LB = 0.45359237
 
 
+def value_problem(kind: Kind, name: str, unit: str, is_list: bool) -> str | None:
+    """Why ``name`` in ``unit`` is not a value of ``kind``, or None when it is."""
+    allowed = KINDS[kind].values.get(name)
+    if allowed is None:
+        return f"{kind.value} has no value named {name!r}"
+    if unit != allowed.unit:
+        return f"{kind.value}.{name} must be in {allowed.unit!r}, not {unit!r}"
+    if is_list != allowed.is_list:
+        return f"{kind.value}.{name} must be {'a list' if allowed.is_list else 'a number'}"
+    return None
+
+
 def value_spec(kind: Kind, name: str) -> ValueSpec:
     """The spec of ``name`` in ``kind``; KeyError names both when the pair is not in the vocabulary."""
     try:

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from healthhut.protocol.errors import ProtocolError
 from healthhut.protocol.reading import Reading
 from healthhut.protocol.topics import HUT_ID_PATTERN, Channel
-from healthhut.protocol.vocabulary import KINDS, Flag, Kind
+from healthhut.protocol.vocabulary import KINDS, Flag, Kind, value_problem
 from healthhut.protocol.waveform import MAX_SAMPLES, pack_samples, unpack_samples
 from pydantic import (
     AwareDatetime,
@@ -82,15 +82,10 @@ class Observation(_Model):
 
     @model_validator(mode="after")
     def _values_match_vocabulary(self) -> Observation:
-        spec = KINDS[self.kind]
         for name, quantity in self.values.items():
-            allowed = spec.values.get(name)
-            if allowed is None:
-                raise ValueError(f"values.{name}: {self.kind.value} has no value named {name!r}")
-            if quantity.unit != allowed.unit:
-                raise ValueError(f"values.{name}.unit: must be {allowed.unit!r}, not {quantity.unit!r}")
-            if allowed.is_list != isinstance(quantity.value, list):
-                raise ValueError(f"values.{name}.value: must be {'a list' if allowed.is_list else 'a number'}")
+            problem = value_problem(self.kind, name, quantity.unit, isinstance(quantity.value, list))
+            if problem:
+                raise ValueError(f"values.{name}: {problem}")
         return self
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -29,3 +30,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
 def unique() -> str:
     """A short unique token for hut ids, database names and client ids, so tests never collide."""
     return uuid.uuid4().hex[:10]
+
+
+async def eventually(condition: Callable[[], object], within: float = 15.0) -> None:
+    """Wait until ``condition()`` is true; fail the test if it is not within ``within`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not reached within {within} s")
+        await asyncio.sleep(0.02)

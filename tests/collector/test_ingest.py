@@ -31,6 +31,8 @@ from healthhut.protocol import (
     observation_from_reading,
 )
 
+from tests.conftest import eventually
+
 T0 = datetime(2026, 11, 22, 9, 0, 0, 250000, tzinfo=UTC)
 OXIMETER = Device(driver="contec-cms50", device_id="ox-1")
 
@@ -93,15 +95,6 @@ async def publish(stack: LocalStack, messages: list[tuple[str, bytes]]) -> None:
             await client.publish(topic, payload, qos=1)
 
 
-async def until(predicate: object, within: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not predicate():  # type: ignore[operator]
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.05)
-
-
 async def test_readings_reach_influxdb1_exactly_once(stack: LocalStack, tmp_path: Path, unique: str) -> None:
     hut = f"hut-{unique}"
     db = f"db_{unique}"
@@ -113,7 +106,7 @@ async def test_readings_reach_influxdb1_exactly_once(stack: LocalStack, tmp_path
         await publish(
             stack, [(hut_topic(hut, "obs"), encode(obs_batch(hut, 2, [(95, 80)], T0 + timedelta(minutes=1))))]
         )
-        await until(lambda: ingest.stats.messages == 3)
+        await eventually(lambda: ingest.stats.messages == 3)
     result = stack.influxd.query(
         'SELECT spo2, pulse_rate, hut, device, driver, subject, obs_id FROM "spo2"', db=db, epoch="ns"
     )
@@ -147,7 +140,7 @@ async def test_bad_input_is_dead_lettered_and_the_stream_goes_on(
     ]
     async with running(config) as ingest:
         await publish(stack, [*bad, (hut_topic(hut, "obs"), good)])
-        await until(lambda: ingest.stats.messages == 1 and ingest.stats.dead_letters == 4)
+        await eventually(lambda: ingest.stats.messages == 1 and ingest.stats.dead_letters == 4)
     letters = DeadLetterStore(config.dead_letters.path).list()
     assert sorted(letter.reason for letter in letters) == sorted(
         ["malformed_json", "unsupported_schema", "hut_mismatch", "too_large"]
@@ -170,7 +163,7 @@ async def test_v2_write_api_path_against_victoria_metrics(stack: LocalStack, tmp
     batch = obs_batch(hut, 1, [(94, 66), (93, 67)])
     async with running(config) as ingest:
         await publish(stack, [(hut_topic(hut, "obs"), encode(batch))] * 2)
-        await until(lambda: ingest.stats.messages == 2)
+        await eventually(lambda: ingest.stats.messages == 2)
     stack.victoria.force_flush()
     exported = stack.victoria.export(f'{{__name__="spo2_spo2",hut="{hut}"}}')
     assert len(exported) == 1

@@ -16,13 +16,7 @@ from healthhut.gateway.state import GatewayState
 from healthhut.gateway.uplink import Uplink, _Event
 from healthhut.protocol import Kind, Observation, WaveStrip
 
-
-async def until(predicate: object, within: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not predicate():  # type: ignore[operator]
-        assert loop.time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
+from tests.conftest import eventually
 
 
 async def test_session_reads_survives_garbage_and_unplug(tmp_path: Path) -> None:
@@ -43,20 +37,20 @@ async def test_session_reads_survives_garbage_and_unplug(tmp_path: Path) -> None
         return [item for item in items if isinstance(item, kind)]
 
     try:
-        await until(lambda: session.connected)
+        await eventually(lambda: session.connected)
         for _ in range(20):  # a third of a second of frames at a time, with garbage in between
             link.write(stream.frames(20) + b"\x81\xff\x00garbage")
             await asyncio.sleep(0.05)
-        await until(lambda: len(of(Observation)) >= 2 and len(of(WaveStrip)) >= 1)
+        await eventually(lambda: len(of(Observation)) >= 2 and len(of(WaveStrip)) >= 1)
         link.close()  # unplug
-        await until(lambda: any(isinstance(i, _Event) and i.event == "disconnected" for i in items))
+        await eventually(lambda: any(isinstance(i, _Event) and i.event == "disconnected" for i in items))
         link.open()  # plug back in at the same path
-        await until(lambda: [i.event for i in of(_Event)].count("connected") == 2)
+        await eventually(lambda: [i.event for i in of(_Event)].count("connected") == 2)
         before = len(of(Observation))
         for _ in range(10):
             link.write(stream.frames(30))
             await asyncio.sleep(0.05)
-        await until(lambda: len(of(Observation)) > before)
+        await eventually(lambda: len(of(Observation)) > before)
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

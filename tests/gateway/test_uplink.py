@@ -23,6 +23,8 @@ from healthhut.protocol import (
     observation_from_reading,
 )
 
+from tests.conftest import eventually
+
 DEVICE = Device(driver="contec-cms50", device_id="ox-1")
 
 
@@ -46,14 +48,6 @@ async def collect(port: int, hut: str, into: list[tuple[str, object]], connected
             await asyncio.sleep(0.05)
 
 
-async def until(predicate: object, within: float = 15.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not predicate():  # type: ignore[operator]
-        assert loop.time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
-
-
 async def test_uplink_survives_broker_restart(tmp_path: Path, unique: str) -> None:
     hut = f"hut-{unique}"
     # A broker of its own: this test kills it.
@@ -74,23 +68,23 @@ async def test_uplink_survives_broker_restart(tmp_path: Path, unique: str) -> No
         await subscribed.wait()
         runner = asyncio.create_task(uplink.run())
         try:
-            await until(lambda: uplink.stats.connected)
+            await eventually(lambda: uplink.stats.connected)
             for n in range(5):
                 uplink.submit(observation(hut, n))  # type: ignore[arg-type]
-            await until(lambda: sum(len(m.observations) for c, m in received if c == "obs") == 5)  # type: ignore[attr-defined]
+            await eventually(lambda: sum(len(m.observations) for c, m in received if c == "obs") == 5)  # type: ignore[attr-defined]
 
             stack.mosquitto.kill()
             for n in range(5, 25):  # readings keep coming while the broker is gone
                 uplink.submit(observation(hut, n))  # type: ignore[arg-type]
                 await asyncio.sleep(0.02)
             stack.mosquitto.start()
-            await until(subscribed.is_set)
-            await until(lambda: uplink.stats.connects == 2)
+            await eventually(subscribed.is_set)
+            await eventually(lambda: uplink.stats.connects == 2)
 
             def delivered() -> list[int]:
                 return [o.device_seq for c, m in received if c == "obs" for o in m.observations]  # type: ignore[attr-defined]
 
-            await until(lambda: set(range(5, 25)) <= set(delivered()))
+            await eventually(lambda: set(range(5, 25)) <= set(delivered()))
             uplink.stop()
             await asyncio.wait_for(runner, 10)
         finally:

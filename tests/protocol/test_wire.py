@@ -116,7 +116,7 @@ def test_wrong_type_and_wrong_unit_are_named() -> None:
     with pytest.raises(ProtocolError) as caught:
         decode("obs", json.dumps(raw).encode())
     assert caught.value.location == "observations[0]"
-    assert "values.spo2.unit" in caught.value.detail
+    assert "values.spo2: spo2.spo2 must be in '%', not '1'" in caught.value.detail
 
 
 def test_unknown_flag_and_extra_field_are_rejected() -> None:
