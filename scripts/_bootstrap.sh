@@ -43,7 +43,7 @@ hh_install_venv() {
         "$HH_PYTHON" -m venv "$HH_VENV"
     fi
     local stamp="$HH_VENV/.healthhut-installed" want
-    want="$(cat "$HH_ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)"
+    want="$(cat "$HH_ROOT/pyproject.toml" "$HH_ROOT/setup.py" | sha256sum | cut -d' ' -f1)"
     if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
         hh_log "installing healthhut and its dependencies into $HH_VENV"
         "$HH_VENV/bin/python" -m pip install -q --upgrade pip >/dev/null

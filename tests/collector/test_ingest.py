@@ -19,7 +19,7 @@ from healthhut.collector.config import CollectorConfig
 from healthhut.collector.deadletters import DeadLetterStore
 from healthhut.collector.ingest import Ingest
 from healthhut.collector.storage import Influx1Writer, make_writer
-from healthhut.devstack import LocalStack
+from healthhut.devstack import LocalStack, free_port
 from healthhut.protocol import (
     Device,
     Kind,
@@ -186,3 +186,32 @@ def test_config_error_names_file_line_and_key(tmp_path: Path, text: str) -> None
         load_config(path)
     assert (caught.value.path, caught.value.line, caught.value.key) == (str(path), 7, "mqtt.prot")
     assert "unknown key" in str(caught.value)
+
+
+async def test_message_is_acknowledged_only_after_it_is_stored(stack: LocalStack, tmp_path: Path, unique: str) -> None:
+    """Storage down: the collector must not acknowledge, so a restarted collector gets the message again."""
+    hut, db = f"hut-{unique}", f"db_{unique}"
+    batch = obs_batch(hut, 1, [(91, 101)])
+    # Nothing listens on this port: every write fails as "unavailable" and is retried, never acknowledged.
+    dead_url = f"http://127.0.0.1:{free_port()}"
+    down = collector_config(stack, tmp_path, unique, {"type": "influxdb1", "url": dead_url, "database": db})
+    writer = make_writer(down.storage)
+    store = DeadLetterStore(down.dead_letters.path)
+    ingest = Ingest(down, writer, store)
+    task = asyncio.create_task(ingest.run())
+    try:
+        await asyncio.wait_for(ingest.subscribed.wait(), 10)
+        await publish(stack, [(hut_topic(hut, "obs"), encode(batch))])
+        await eventually(lambda: ingest.stats.storage_retries >= 2)
+    finally:
+        task.cancel()  # the collector dies with the message unacknowledged
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await writer.close()
+        store.close()
+    assert ingest.stats.messages == 0
+    up = collector_config(stack, tmp_path, unique, {"type": "influxdb1", "url": stack.influxd.url, "database": db})
+    async with running(up) as again:  # same client id: the broker redelivers what was never acknowledged
+        await eventually(lambda: again.stats.messages == 1)
+    result = stack.influxd.query('SELECT spo2, pulse_rate FROM "spo2"', db=db, epoch="ns")
+    assert result["results"][0]["series"][0]["values"] == [[ns(T0), 91, 101]]
