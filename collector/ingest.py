@@ -95,10 +95,15 @@ class Ingest:
             hut_id, channel = parse_hut_topic(topic)
             message = decode(channel, payload)
             check_identity(hut_id, message)
+            points = points_for(message)
         except ProtocolError as exc:
             await self._dead_letter(topic, hut_id, exc.reason, exc.location, exc.detail, payload)
             return
-        points = points_for(message)
+        except Exception as exc:
+            # A message must never stop the stream, even one that finds a bug in our own code.
+            log.exception("unexpected error handling a message from %s", topic)
+            await self._dead_letter(topic, hut_id, "internal_error", None, repr(exc), payload)
+            return
         try:
             await self._write_until_done(points)
         except WriteRejected as exc:

@@ -112,8 +112,10 @@ class Uplink:
         mqtt = self.config.mqtt
         backoff = Backoff(self.config.uplink.reconnect_min_s, self.config.uplink.reconnect_max_s)
         status_topic = hut_topic(self.hut_id, "status")
+        # One Last Will per boot, numbered once: a reconnect attempt must not burn a sequence number,
+        # or the collector would see gaps that lost nothing.
+        will = aiomqtt.Will(status_topic, self._status("offline"), qos=1, retain=True)
         while True:
-            will = aiomqtt.Will(status_topic, self._status("offline"), qos=1, retain=True)
             connect_properties = Properties(PacketTypes.CONNECT)
             # A persistent session keeps unacknowledged QoS 1 state across short drops.
             connect_properties.SessionExpiryInterval = 3600

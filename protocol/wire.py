@@ -18,6 +18,7 @@ from healthhut.protocol.topics import HUT_ID_PATTERN, Channel
 from healthhut.protocol.vocabulary import KINDS, Flag, Kind, value_problem
 from healthhut.protocol.waveform import MAX_SAMPLES, pack_samples, unpack_samples
 from pydantic import (
+    AllowInfNan,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -59,8 +60,12 @@ class Subject(_Model):
     sex: Literal["female", "male", "unknown"] = "unknown"
 
 
+FiniteFloat = Annotated[float, AllowInfNan(False)]
+
+
 class QuantityWire(_Model):
-    value: float | list[float] = Field(allow_inf_nan=False)
+    # Python's json accepts NaN and Infinity; neither is a measurement.
+    value: FiniteFloat | Annotated[list[FiniteFloat], Field(max_length=1000)]
     unit: str = Field(max_length=16)
 
 
@@ -115,6 +120,14 @@ class WaveStrip(_Model):
         if not KINDS[kind].waveform:
             raise ValueError(f"{kind.value} is not a waveform kind")
         return kind
+
+    @model_validator(mode="after")
+    def _data_holds_n_samples(self) -> WaveStrip:
+        try:
+            unpack_samples(self.data, self.n)
+        except ProtocolError as exc:
+            raise ValueError(f"data: {exc.detail}") from None
+        return self
 
     def samples(self) -> tuple[int, ...]:
         """The raw int16 samples; physical value = raw * gain + offset."""

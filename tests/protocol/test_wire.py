@@ -193,3 +193,25 @@ def test_reading_checks_vocabulary() -> None:
         Reading(kind=Kind.SPO2, values={"spo2": Quantity(0.97, "1")})
     with pytest.raises(ValueError, match="timezone-aware"):
         Reading(kind=Kind.SPO2, measured_at=datetime(2026, 1, 1))
+
+
+def test_non_finite_numbers_are_rejected_not_crashed_on() -> None:
+    raw = encode(batch()).replace(b'"value":97.0', b'"value":NaN')
+    assert b"NaN" in raw
+    with pytest.raises(ProtocolError) as caught:
+        decode("obs", raw)
+    assert caught.value.location == "observations[0].values.spo2.value.float"
+    listed = encode(batch()).replace(b'"value":97.0', b'"value":[1.0, Infinity]')
+    with pytest.raises(ProtocolError):
+        decode("obs", listed)
+
+
+def test_strip_whose_data_lies_about_its_length_is_rejected_at_decode() -> None:
+    reading = Reading(kind=Kind.PPG, strip=Strip(fs=60.0, unit="1", raw=(1, 2, 3)))
+    strip = strip_from_reading(reading, hut_id="hut-1", device=OXIMETER, received_at=T0, device_seq=3)
+    raw = json.loads(encode(WaveBatch(hut_id="hut-1", boot_id="b", seq=1, sent_at=T0, strips=[strip])))
+    raw["strips"][0]["n"] = 4
+    with pytest.raises(ProtocolError) as caught:
+        decode("wave", json.dumps(raw).encode())
+    assert caught.value.location == "strips[0]"
+    assert "4 samples" in caught.value.detail
