@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from healthhut.protocol.configfile import FrozenConfig, TlsConfig, load_toml
 from pydantic import Field
+
+from healthhut.protocol.configfile import FrozenConfig, TlsConfig, load_toml
 
 
 class MqttConfig(FrozenConfig):

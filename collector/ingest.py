@@ -12,6 +12,10 @@ import logging
 from dataclasses import dataclass
 
 import aiomqtt
+from influxdb_client.client.write.point import Point
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
 from healthhut.collector.config import CollectorConfig
 from healthhut.collector.deadletters import DeadLetterStore
 from healthhut.collector.points import event_points, observation_points, status_points, strip_points
@@ -30,9 +34,6 @@ from healthhut.protocol import (
     parse_hut_topic,
     shared,
 )
-from influxdb_client.client.write.point import Point
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from healthhut.protocol import DeviceEvent, Observation, Status, WaveStrip
 from influxdb_client.client.write.point import Point
 from influxdb_client.domain.write_precision import WritePrecision
+
+from healthhut.protocol import DeviceEvent, Observation, Status, WaveStrip
 
 ANONYMOUS = "anonymous"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

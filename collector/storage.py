@@ -11,10 +11,11 @@ import logging
 from typing import Protocol
 
 import aiohttp
-from healthhut.collector.config import Influx1Config, Influx2Config
 from influxdb_client.client.exceptions import InfluxDBError
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 from influxdb_client.client.write.point import Point
+
+from healthhut.collector.config import Influx1Config, Influx2Config
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import entry_points
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel
 
 from healthhut.protocol import Reading
-from pydantic import BaseModel
 
 ENTRY_POINT_GROUP = "healthhut.drivers"
 
@@ -25,12 +26,26 @@ class DriverNotFoundError(LookupError):
         super().__init__(f"no driver named {name!r}; installed drivers: {', '.join(known) or 'none'}")
 
 
-class Decoder(Protocol):
-    """A sans-I/O stream decoder. ``feed`` never raises on garbage: it resynchronises and counts."""
+@runtime_checkable
+class StreamDecoder(Protocol):
+    """A sans-I/O byte-stream decoder. ``feed`` never raises on garbage: it resynchronises and counts."""
 
     frame_errors: int
 
     def feed(self, data: bytes) -> list[Reading]: ...
+
+
+@runtime_checkable
+class GattDecoder(Protocol):
+    """A sans-I/O decoder of GATT characteristic values, with the context a profile needs (features,
+    a glucose context waiting for its measurement). A malformed value is counted, never raised."""
+
+    frame_errors: int
+
+    def on_value(self, characteristic: int, data: bytes) -> list[Reading]: ...
+
+
+Decoder = StreamDecoder | GattDecoder
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +59,34 @@ class SerialSettings:
     xonxoff: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class SerialLink:
+    """How to hold a serial device's stream open: line settings, a start command and a keep-alive."""
+
+    settings: SerialSettings
+    # Written once after the port opens (some firmwares stream only when asked).
+    start_command: bytes = b""
+    # Written every ``keepalive_interval_s`` while connected (some firmwares stop when not prodded).
+    keepalive: bytes = b""
+    keepalive_interval_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class BleProfile:
+    """What a BLE driver needs from the transport: the service to find and the characteristics to use.
+
+    Characteristics are 16-bit SIG UUIDs. ``current_time`` asks the transport to write the Current Time
+    characteristic (0x2A2B) where the device offers it; ``racp`` to fetch stored records (0x2A52).
+    """
+
+    service: int
+    notify: tuple[int, ...] = ()
+    indicate: tuple[int, ...] = ()
+    read: tuple[int, ...] = ()
+    current_time: bool = False
+    racp: bool = False
+
+
 class DeviceConfig(BaseModel):
     """Fields every device entry has. Each driver subclasses it with ``driver: Literal[...]``."""
 
@@ -53,16 +96,28 @@ class DeviceConfig(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class DriverSpec:
-    """What the gateway and hut-sim need to know about one device family."""
+    """What the gateway and hut-sim need to know about one device family.
+
+    ``new_decoder()`` gives a decoder with the driver's defaults; ``decoder_for`` and ``serial_link_for``,
+    where a driver has them, tune the decoder and the link to one device entry (a strip length, a
+    protocol generation). The gateway uses :meth:`decoder` and :meth:`serial_link`.
+    """
 
     name: str
     description: str
     transport: Literal["serial", "ble"]
     config_model: type[DeviceConfig]
     new_decoder: Callable[[], Decoder]
-    serial: SerialSettings | None = None
-    # Bytes the host must write after opening the port to start the stream (some firmwares wait).
-    start_command: bytes = b""
+    serial: SerialLink | None = None
+    ble: BleProfile | None = None
+    decoder_for: Callable[[Any], Decoder] | None = None
+    serial_link_for: Callable[[Any], SerialLink] | None = None
+
+    def decoder(self, config: DeviceConfig) -> Decoder:
+        return self.decoder_for(config) if self.decoder_for is not None else self.new_decoder()
+
+    def serial_link(self, config: DeviceConfig) -> SerialLink | None:
+        return self.serial_link_for(config) if self.serial_link_for is not None else self.serial
 
 
 @cache

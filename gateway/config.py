@@ -9,10 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
+from pydantic import Field, StringConstraints
+
 from healthhut.drivers import DeviceConfig, DriverNotFoundError, get_driver
 from healthhut.protocol.configfile import ConfigError, FrozenConfig, TlsConfig, key_path, locate, read_toml, validate
 from healthhut.protocol.topics import HUT_ID_PATTERN
-from pydantic import Field, StringConstraints
 
 
 class MqttConfig(FrozenConfig):

@@ -7,12 +7,13 @@ a backoff; frame errors are counted and reported as ``device_error`` events, nev
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from healthhut.drivers import Decoder, DeviceConfig, DriverSpec
+from healthhut.drivers import DeviceConfig, DriverSpec, StreamDecoder
 from healthhut.gateway.backoff import Backoff
 from healthhut.gateway.state import GatewayState
 from healthhut.gateway.transports import ByteStream, TransportError, open_serial
@@ -52,9 +53,10 @@ class DeviceSession:
 
     async def _open(self) -> ByteStream:
         path = getattr(self.config, "path", None)
-        if self.spec.transport != "serial" or self.spec.serial is None or not isinstance(path, str):
+        link = self.spec.serial_link(self.config)
+        if link is None or not isinstance(path, str):
             raise TransportError(self.config.name, f"transport {self.spec.transport!r} is not available yet")
-        return await open_serial(path, self.spec.serial)
+        return await open_serial(path, link.settings)
 
     async def run(self) -> None:
         backoff = Backoff(0.2, 10.0)
@@ -84,11 +86,34 @@ class DeviceSession:
             await backoff.wait()
 
     async def _read(self, stream: ByteStream) -> None:
-        # A device entry may tune its decoder (strip length, say); otherwise the driver's default.
-        configured = getattr(self.config, "new_decoder", None)
-        decoder: Decoder = configured() if callable(configured) else self.spec.new_decoder()
-        if self.spec.start_command:
-            await stream.write(self.spec.start_command)
+        decoder = self.spec.decoder(self.config)
+        if not isinstance(decoder, StreamDecoder):
+            raise TransportError(self.config.name, f"driver {self.spec.name} does not decode a byte stream")
+        link = self.spec.serial_link(self.config)
+        if link is not None and link.start_command:
+            await stream.write(link.start_command)
+        keepalive: asyncio.Task[None] | None = None
+        if link is not None and link.keepalive and link.keepalive_interval_s > 0:
+            keepalive = asyncio.create_task(
+                self._keep_alive(stream, link.keepalive, link.keepalive_interval_s),
+                name=f"keepalive:{self.config.name}",
+            )
+        try:
+            # A failing keep-alive write shows up as a failing read too; the read loop reports it.
+            await self._decode(stream, decoder)
+        finally:
+            if keepalive is not None:
+                keepalive.cancel()
+                with contextlib.suppress(asyncio.CancelledError, TransportError):
+                    await keepalive
+
+    @staticmethod
+    async def _keep_alive(stream: ByteStream, command: bytes, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            await stream.write(command)
+
+    async def _decode(self, stream: ByteStream, decoder: StreamDecoder) -> None:
         next_error_report = time.monotonic() + ERROR_REPORT_INTERVAL_S
         errors_reported = 0  # the decoder, and so its count, is new with each connection
         while True:

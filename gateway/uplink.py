@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
 from healthhut.gateway.backoff import Backoff
 from healthhut.gateway.config import GatewayConfig
 from healthhut.gateway.state import GatewayState
@@ -27,8 +30,6 @@ from healthhut.protocol import (
 )
 from healthhut.protocol.topics import Channel
 from healthhut.protocol.wire import MESSAGE_TYPES
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 log = logging.getLogger(__name__)
 

@@ -12,11 +12,6 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from healthhut.protocol.errors import ProtocolError
-from healthhut.protocol.reading import Reading
-from healthhut.protocol.topics import HUT_ID_PATTERN, Channel
-from healthhut.protocol.vocabulary import KINDS, Flag, Kind, value_problem
-from healthhut.protocol.waveform import MAX_SAMPLES, pack_samples, unpack_samples
 from pydantic import (
     AllowInfNan,
     AwareDatetime,
@@ -28,6 +23,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from healthhut.protocol.errors import ProtocolError
+from healthhut.protocol.reading import Reading
+from healthhut.protocol.topics import HUT_ID_PATTERN, Channel
+from healthhut.protocol.vocabulary import KINDS, Flag, Kind, value_problem
+from healthhut.protocol.waveform import MAX_SAMPLES, pack_samples, unpack_samples
 
 SCHEMA_VERSION = 1
 # mosquitto's default message_size_limit is far larger; this bound keeps one hut from costing the

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from healthhut.devstack import LocalStack
 
 ROOT = Path(__file__).resolve().parent.parent

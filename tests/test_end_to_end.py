@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import aiomqtt
+
 from healthhut.devstack import LocalStack
 from healthhut.devstack.programs import Programs
 from healthhut.protocol import ObservationBatch, decode, encode, hut_topic

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from healthhut.drivers.base import DeviceConfig, DriverSpec, SerialSettings
-from healthhut.drivers.contec_cms50.codec import SAMPLE_RATE_HZ, Cms50Decoder, Cms50Frame, parse_frame
 from pydantic import ConfigDict, Field, StringConstraints
+
+from healthhut.drivers.base import DeviceConfig, DriverSpec, SerialLink, SerialSettings
+from healthhut.drivers.contec_cms50.codec import SAMPLE_RATE_HZ, Cms50Decoder, Cms50Frame, parse_frame
 
 DeviceName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
 
@@ -26,9 +27,9 @@ class Cms50Config(DeviceConfig):
     def strip_samples(self) -> int:
         return max(1, round(self.strip_seconds * SAMPLE_RATE_HZ))
 
-    def new_decoder(self) -> Cms50Decoder:
-        """A decoder with this entry's strip length (``DRIVER.new_decoder`` takes no config)."""
-        return Cms50Decoder(strip_samples=self.strip_samples)
+
+def _decoder_for(config: Cms50Config) -> Cms50Decoder:
+    return Cms50Decoder(strip_samples=config.strip_samples)
 
 
 DRIVER = DriverSpec(
@@ -37,12 +38,15 @@ DRIVER = DriverSpec(
     transport="serial",
     config_model=Cms50Config,
     new_decoder=Cms50Decoder,
-    # 19200 8O1 as every source on the USB cable agrees. No XON/XOFF: the live stream is one-way binary,
-    # and a tty with IXON set would swallow data bytes 0x11 and 0x13 (README, Quirks).
-    serial=SerialSettings(baudrate=19200, bytesize=8, parity="O", stopbits=1, xonxoff=False),
-    # F6 F6 F6 ends a record upload and returns to live mode (atbrask); OSCAR sends it before reading
-    # live data, and the CMS50E starts streaming on any byte it receives (tranzoa).
-    start_command=b"\xf6\xf6\xf6",
+    decoder_for=_decoder_for,
+    serial=SerialLink(
+        # 19200 8O1 as every source on the USB cable agrees. No XON/XOFF: the live stream is one-way
+        # binary, and a tty with IXON set would swallow data bytes 0x11 and 0x13 (README, Quirks).
+        settings=SerialSettings(baudrate=19200, bytesize=8, parity="O", stopbits=1, xonxoff=False),
+        # F6 F6 F6 ends a record upload and returns to live mode (atbrask); OSCAR sends it before reading
+        # live data, and the CMS50E starts streaming on any byte it receives (tranzoa).
+        start_command=b"\xf6\xf6\xf6",
+    ),
 )
 
 __all__ = ["DRIVER", "Cms50Config", "Cms50Decoder", "Cms50Frame", "parse_frame"]

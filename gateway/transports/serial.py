@@ -11,6 +11,7 @@ from typing import Self
 
 import serial
 import serial_asyncio_fast
+
 from healthhut.drivers import SerialSettings
 from healthhut.gateway.transports.base import TransportError
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
+
 from healthhut.collector.config import CollectorConfig
 from healthhut.collector.deadletters import DeadLetterStore
 from healthhut.collector.ingest import Ingest
@@ -30,7 +31,6 @@ from healthhut.protocol import (
     hut_topic,
     observation_from_reading,
 )
-
 from tests.conftest import eventually
 
 T0 = datetime(2026, 11, 22, 9, 0, 0, 250000, tzinfo=UTC)

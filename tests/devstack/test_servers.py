@@ -12,6 +12,9 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
 from healthhut.devstack import (
     Influxd1,
     LocalStack,
@@ -22,8 +25,6 @@ from healthhut.devstack import (
     find_binary,
     free_port,
 )
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.reasoncodes import ReasonCode
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from healthhut.drivers import DecodeError, SerialSettings, get_driver
-from healthhut.drivers.contec_cms50 import DRIVER, Cms50Config, Cms50Decoder, Cms50Frame, parse_frame
-from healthhut.protocol import Flag, Kind, Quantity, Reading, Strip
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
+
+from healthhut.drivers import DecodeError, SerialLink, SerialSettings, get_driver
+from healthhut.drivers.contec_cms50 import DRIVER, Cms50Config, Cms50Decoder, Cms50Frame, parse_frame
+from healthhut.protocol import Flag, Kind, Quantity, Reading, Strip
 
 CAPTURES = Path(__file__).resolve().parents[2] / "drivers" / "contec_cms50" / "captures"
 README = CAPTURES.parent / "README.md"
@@ -318,8 +319,10 @@ def test_parse_frame_says_what_is_wrong(data: bytes, message: str) -> None:
 def test_driver_is_registered_with_its_line_settings() -> None:
     assert get_driver("contec-cms50") is DRIVER
     assert DRIVER.transport == "serial"
-    assert DRIVER.serial == SerialSettings(baudrate=19200, bytesize=8, parity="O", stopbits=1, xonxoff=False)
-    assert DRIVER.start_command == b"\xf6\xf6\xf6"
+    assert DRIVER.serial == SerialLink(
+        settings=SerialSettings(baudrate=19200, bytesize=8, parity="O", stopbits=1, xonxoff=False),
+        start_command=b"\xf6\xf6\xf6",
+    )
     decoder = DRIVER.new_decoder()
     assert isinstance(decoder, Cms50Decoder)
     assert decoder.strip_samples == 600
@@ -331,7 +334,8 @@ def test_config_validates_and_sizes_the_strip() -> None:
     )
     assert config == Cms50Config(driver="contec-cms50", name="oxi-1", path="/dev/ttyUSB0", strip_seconds=2.5)
     assert config.report_interval_s == 1.0
-    assert config.new_decoder().strip_samples == 150
+    decoder = DRIVER.decoder(config)
+    assert isinstance(decoder, Cms50Decoder) and decoder.strip_samples == 150
     with pytest.raises(ValidationError):
         config.name = "other"
 

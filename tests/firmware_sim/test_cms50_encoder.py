@@ -9,6 +9,9 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from healthhut.drivers.contec_cms50 import Cms50Decoder, Cms50Frame, parse_frame
 from healthhut.firmware_sim.encoders.contec_cms50 import (
     ACQUIRE_FRAMES,
@@ -18,8 +21,6 @@ from healthhut.firmware_sim.encoders.contec_cms50 import (
 )
 from healthhut.firmware_sim.signals import SYSTOLIC_PHASE, PpgGenerator, pulse_shape
 from healthhut.protocol import Flag, Kind, Quantity, Reading
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 FPS = 60
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from healthhut.collector.config import load_config as load_collector_config
 from healthhut.drivers.contec_cms50 import Cms50Config
 from healthhut.gateway.cli import main as gateway_main
 from healthhut.gateway.config import load_config
 from healthhut.protocol.configfile import ConfigError
-
 from tests.conftest import ROOT
 
 GOOD = """\

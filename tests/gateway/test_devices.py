@@ -15,7 +15,6 @@ from healthhut.gateway.devices import DeviceSession
 from healthhut.gateway.state import GatewayState
 from healthhut.gateway.uplink import Uplink, _Event
 from healthhut.protocol import Kind, Observation, WaveStrip
-
 from tests.conftest import eventually
 
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from healthhut.gateway.state import DEVICE_BLOCK, GatewayState
 
 

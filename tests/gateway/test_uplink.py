@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import aiomqtt
+
 from healthhut.devstack import LocalStack
 from healthhut.gateway.config import GatewayConfig
 from healthhut.gateway.state import GatewayState
@@ -22,7 +23,6 @@ from healthhut.protocol import (
     decode,
     observation_from_reading,
 )
-
 from tests.conftest import eventually
 
 DEVICE = Device(driver="contec-cms50", device_id="ox-1")

@@ -7,6 +7,7 @@ import zlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from healthhut.protocol import (
     MAX_MESSAGE_BYTES,
     Device,
