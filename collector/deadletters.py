@@ -54,7 +54,15 @@ class DeadLetterStore:
         self._db.execute(_SCHEMA)
 
     def add(
-        self, *, topic: str, hut_id: str | None, reason: str, location: str | None, detail: str, payload: bytes
+        self,
+        *,
+        topic: str,
+        hut_id: str | None,
+        reason: str,
+        location: str | None,
+        detail: str,
+        payload: bytes,
+        whole: bool = False,
     ) -> int:
         with self._lock:
             cursor = self._db.execute(
@@ -68,7 +76,7 @@ class DeadLetterStore:
                     location,
                     detail[:2000],
                     len(payload),
-                    payload[: self.max_payload_bytes],
+                    payload if whole else payload[: self.max_payload_bytes],
                 ),
             )
             return int(cursor.lastrowid or 0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import aiomqtt
 from influxdb_client.client.write.point import Point
@@ -18,6 +19,7 @@ from paho.mqtt.properties import Properties
 
 from healthhut.collector.config import CollectorConfig
 from healthhut.collector.deadletters import DeadLetterStore
+from healthhut.collector.mqtt import acknowledge, enable_manual_ack
 from healthhut.collector.points import event_points, observation_points, status_points, strip_points
 from healthhut.collector.storage import StorageUnavailable, Writer, WriteRejected
 from healthhut.protocol import (
@@ -70,7 +72,7 @@ def check_identity(topic_hut: str, message: Message) -> None:
             )
 
 
-def points_for(message: Message) -> list[Point]:
+def points_for(message: Message, received_at: datetime) -> list[Point]:
     if isinstance(message, ObservationBatch):
         return [p for obs in message.observations for p in observation_points(obs)]
     if isinstance(message, WaveBatch):
@@ -78,7 +80,7 @@ def points_for(message: Message) -> list[Point]:
     if isinstance(message, DeviceEvent):
         return event_points(message)
     assert isinstance(message, Status)
-    return status_points(message)
+    return status_points(message, received_at)
 
 
 class Ingest:
@@ -96,19 +98,19 @@ class Ingest:
             hut_id, channel = parse_hut_topic(topic)
             message = decode(channel, payload)
             check_identity(hut_id, message)
-            points = points_for(message)
+            points = points_for(message, datetime.now(UTC))
         except ProtocolError as exc:
             await self._dead_letter(topic, hut_id, exc.reason, exc.location, exc.detail, payload)
             return
         except Exception as exc:
             # A message must never stop the stream, even one that finds a bug in our own code.
             log.exception("unexpected error handling a message from %s", topic)
-            await self._dead_letter(topic, hut_id, "internal_error", None, repr(exc), payload)
+            await self._dead_letter(topic, hut_id, "internal_error", None, repr(exc), payload, whole=True)
             return
         try:
             await self._write_until_done(points)
         except WriteRejected as exc:
-            await self._dead_letter(topic, hut_id, "storage_rejected", None, str(exc), payload)
+            await self._dead_letter(topic, hut_id, "storage_rejected", None, str(exc), payload, whole=True)
             return
         self.stats.messages += 1
         self.stats.points += len(points)
@@ -131,8 +133,18 @@ class Ingest:
                 delay = min(delay * 2, 30.0)
 
     async def _dead_letter(
-        self, topic: str, hut_id: str | None, reason: str, location: str | None, detail: str, payload: bytes
+        self,
+        topic: str,
+        hut_id: str | None,
+        reason: str,
+        location: str | None,
+        detail: str,
+        payload: bytes,
+        *,
+        whole: bool = False,
     ) -> None:
+        """Keep the refused message. ``whole``: a valid message we failed to store is kept entire, so that
+        it can be replayed; a malformed one only up to the size cap."""
         self.stats.dead_letters += 1
         log.warning("dead letter from %s: %s%s", topic, reason, f" at {location}" if location else "")
         await asyncio.to_thread(
@@ -143,6 +155,7 @@ class Ingest:
             location=location,
             detail=detail,
             payload=payload,
+            whole=whole,
         )
 
     async def run(self) -> None:
@@ -166,8 +179,7 @@ class Ingest:
                 tls_context=mqtt.tls.ssl_context() if mqtt.tls else None,
                 timeout=10,
             )
-            # aiomqtt has no manual-ack switch; paho's is what sends PUBACK only when we say so.
-            client._client.manual_ack_set(True)
+            enable_manual_ack(client)
             try:
                 async with client:
                     for channel in CHANNELS:
@@ -178,7 +190,7 @@ class Ingest:
                     async for message in client.messages:
                         payload = message.payload if isinstance(message.payload, bytes) else b""
                         await self.handle(str(message.topic), payload)
-                        client._client.ack(message.mid, message.qos)
+                        acknowledge(client, message)
             except aiomqtt.MqttError as exc:
                 self.subscribed.clear()
                 log.warning("broker %s:%d unavailable (%s); retrying in %.1f s", mqtt.host, mqtt.port, exc, delay)

@@ -73,7 +73,8 @@ def event_points(event: DeviceEvent) -> list[Point]:
     return [point.time(_ns(event.sent_at), WritePrecision.NS)]
 
 
-def status_points(status: Status) -> list[Point]:
+def status_points(status: Status, received_at: datetime) -> list[Point]:
+    """Stamped when the collector received it: a Last Will is composed at boot, so its own time is old."""
     point = Point("hut_status").tag("hut", status.hut_id).tag("boot", status.boot_id)
-    point.field("online", 1.0 if status.state == "online" else 0.0)
-    return [point.time(_ns(status.sent_at), WritePrecision.NS)]
+    point.field("online", 1.0 if status.state == "online" else 0.0).field("seq", float(status.seq))
+    return [point.time(_ns(received_at), WritePrecision.NS)]

@@ -138,6 +138,9 @@ def run(duration: float, keep: bool) -> int:
             collector_config, gateway_config = write_configs(folder, stack)
             with Programs(folder / "logs") as programs:
                 programs.start("collector", "hut-collector", "run", "--config", str(collector_config))
+                # The collector's broker session must exist before huts publish, or the first batches
+                # would go to nobody (in production that session persists).
+                programs.wait_for_log("collector", "subscribed")
                 for device in DEVICES:
                     programs.start(
                         f"sim-{device.name}",

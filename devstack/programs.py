@@ -8,6 +8,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -40,6 +41,15 @@ class Programs:
 
     def log(self, name: str, tail: int = 4000) -> str:
         return self.log_path(name).read_text(errors="replace")[-tail:]
+
+    def wait_for_log(self, name: str, text: str, timeout: float = 20.0) -> None:
+        """Block until ``text`` appears in the program's log (how a program says it is ready)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log_path(name).read_text(errors="replace"):
+            self.check_running(name)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not log {text!r} within {timeout} s:\n{self.log(name)}")
+            time.sleep(0.05)
 
     def check_running(self, *names: str) -> None:
         for name in names:

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from healthhut.drivers import DeviceConfig, DriverSpec, StreamDecoder
 from healthhut.gateway.backoff import Backoff
@@ -23,6 +23,8 @@ from healthhut.protocol import Device, Kind, Reading, observation_from_reading, 
 log = logging.getLogger(__name__)
 
 ERROR_REPORT_INTERVAL_S = 10.0
+# Strips are re-anchored to arrival time when the device's pace and ours differ by more than this.
+STRIP_DRIFT_LIMIT = timedelta(seconds=1)
 
 
 class DeviceSession:
@@ -50,6 +52,8 @@ class DeviceSession:
         self.last_contact: datetime | None = None
         self.connected = False
         self._last_report: dict[Kind, float] = {}
+        # Where the next clockless strip starts: strips of one connection follow each other exactly.
+        self._next_strip_start: dict[str, datetime] = {}
 
     async def _open(self) -> ByteStream:
         path = getattr(self.config, "path", None)
@@ -74,6 +78,7 @@ class DeviceSession:
             failures = 0
             backoff.reset()
             self.connected = True
+            self._next_strip_start.clear()
             self.uplink.event("connected", self.device)
             try:
                 await self._read(stream)
@@ -134,15 +139,16 @@ class DeviceSession:
         """Turn one decoded reading into an observation or a strip, at most one per report interval."""
         now = self.clock()
         if reading.strip is not None:
-            self.uplink.submit(
-                strip_from_reading(
-                    reading,
-                    hut_id=self.hut_id,
-                    device=self.device,
-                    received_at=now,
-                    device_seq=self.state.next_device_seq(self.config.name),
-                )
+            strip = strip_from_reading(
+                reading,
+                hut_id=self.hut_id,
+                device=self.device,
+                received_at=now,
+                device_seq=self.state.next_device_seq(self.config.name),
+                seq_epoch=self.state.epoch,
+                start=self._strip_start(reading.strip.channel, now, len(reading.strip.raw) / reading.strip.fs),
             )
+            self.uplink.submit(strip)
             return
         stamp = time.monotonic()
         last = self._last_report.get(reading.kind)
@@ -157,8 +163,17 @@ class DeviceSession:
                 device=self.device,
                 received_at=now,
                 device_seq=self.state.next_device_seq(self.config.name),
+                seq_epoch=self.state.epoch,
             )
         )
+
+    def _strip_start(self, channel: str, arrived: datetime, seconds: float) -> datetime:
+        """Continue the previous strip's timeline, unless it has drifted from arrival times."""
+        by_arrival = arrived - timedelta(seconds=seconds)
+        expected = self._next_strip_start.get(channel)
+        start = expected if expected is not None and abs(expected - by_arrival) <= STRIP_DRIFT_LIMIT else by_arrival
+        self._next_strip_start[channel] = start + timedelta(seconds=seconds)
+        return start
 
 
 async def run_forever(sessions: list[DeviceSession]) -> None:

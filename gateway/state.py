@@ -2,7 +2,9 @@
 
 The file is replaced atomically (write, fsync, rename, fsync the folder), never rewritten in place.
 Device numbers are reserved in blocks so that a reading costs no disk write; a restart skips the rest
-of a block, which leaves harmless holes in device numbering but never reuses a number.
+of a block, which leaves harmless holes in device numbering but never reuses a number. If the file is
+lost or damaged the counters restart under a new random ``epoch``, which goes into every
+sequence-keyed observation id, so restarted numbers never repeat an old id.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import uuid
 from pathlib import Path
 
@@ -25,12 +28,14 @@ class StateError(Exception):
 
 
 class GatewayState:
-    """Owns ``state.json`` in the state folder. Not thread-safe; used from the event loop only."""
+    """Owns ``state.json`` in the state folder. Thread-safe: the uplink numbers messages off the loop."""
 
     def __init__(self, folder: Path) -> None:
         self.path = folder / "state.json"
         folder.mkdir(parents=True, exist_ok=True)
         self.boot_id = uuid.uuid4().hex[:16]
+        self._lock = threading.Lock()
+        self.epoch = uuid.uuid4().hex[:8]
         self._hut_seq = 0
         self._device_next: dict[str, int] = {}
         self._device_limit: dict[str, int] = {}
@@ -40,6 +45,7 @@ class GatewayState:
         try:
             data = json.loads(self.path.read_text())
             self._hut_seq = int(data["hut_seq"])
+            self.epoch = str(data["epoch"])
             # Everything up to the saved limit may have been handed out before a crash.
             self._device_next = {k: int(v) for k, v in data["device_limit"].items()}
         except FileNotFoundError:
@@ -53,7 +59,7 @@ class GatewayState:
         self._device_limit = dict(self._device_next)
 
     def _save(self) -> None:
-        data = {"hut_seq": self._hut_seq, "device_limit": self._device_limit}
+        data = {"epoch": self.epoch, "hut_seq": self._hut_seq, "device_limit": self._device_limit}
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "w") as handle:
             json.dump(data, handle)
@@ -68,15 +74,17 @@ class GatewayState:
 
     def next_hut_seq(self) -> int:
         """The next per-hut message number, durable before it is returned."""
-        self._hut_seq += 1
-        self._save()
-        return self._hut_seq
+        with self._lock:
+            self._hut_seq += 1
+            self._save()
+            return self._hut_seq
 
     def next_device_seq(self, device: str) -> int:
-        """A reading number unique over the device's life on this hut."""
-        current = self._device_next.get(device, 0)
-        if current >= self._device_limit.get(device, 0):
-            self._device_limit[device] = current + DEVICE_BLOCK
-            self._save()
-        self._device_next[device] = current + 1
-        return current
+        """A reading number unique over the device's life on this hut (within this ``epoch``)."""
+        with self._lock:
+            current = self._device_next.get(device, 0)
+            if current >= self._device_limit.get(device, 0):
+                self._device_limit[device] = current + DEVICE_BLOCK
+                self._save()
+            self._device_next[device] = current + 1
+            return current

@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -20,6 +22,7 @@ from paho.mqtt.properties import Properties
 
 from healthhut.gateway.backoff import Backoff
 from healthhut.gateway.config import GatewayConfig
+from healthhut.gateway.mqtt import PubackWatch, PublishRefusedError
 from healthhut.gateway.state import GatewayState
 from healthhut.protocol import (
     Device,
@@ -29,12 +32,29 @@ from healthhut.protocol import (
     hut_topic,
 )
 from healthhut.protocol.topics import Channel
-from healthhut.protocol.wire import MESSAGE_TYPES
+from healthhut.protocol.wire import MAX_MESSAGE_BYTES, MESSAGE_TYPES
 
 log = logging.getLogger(__name__)
 
 EventDetail = dict[str, str | int | float | bool]
-STRIPS_PER_MESSAGE = 16
+# Room left in a message for the envelope, so that a batch never exceeds what the collector accepts.
+ENVELOPE_ALLOWANCE = 1024
+T = TypeVar("T", Observation, WaveStrip)
+
+
+def fitting(items: list[T], limit: int = MAX_MESSAGE_BYTES - ENVELOPE_ALLOWANCE) -> Iterator[list[T]]:
+    """Split items into runs whose encoded size stays under ``limit`` (an item is never split)."""
+    run: list[T] = []
+    size = 0
+    for item in items:
+        item_size = len(item.model_dump_json(exclude_none=True)) + 1
+        if run and size + item_size > limit:
+            yield run
+            run, size = [], 0
+        run.append(item)
+        size += item_size
+    if run:
+        yield run
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +73,7 @@ class UplinkStats:
     published_observations: int = 0
     published_strips: int = 0
     dropped: int = 0
+    refused: int = 0
     connects: int = 0
     last_error: str | None = None
     connected: bool = False
@@ -95,18 +116,17 @@ class Uplink:
         return len(self._items) + len(self._pending)
 
     # -- the loop --------------------------------------------------------------------------------
-    def _numbered(self, channel: Channel, body: dict[str, object]) -> bytes:
-        """Encode ``body`` in an envelope with this hut, this boot and the next per-hut number."""
-        envelope = {
-            "hut_id": self.hut_id,
-            "boot_id": self.state.boot_id,
-            "seq": self.state.next_hut_seq(),
-            "sent_at": datetime.now(UTC),
-        }
+    async def _numbered(self, channel: Channel, body: dict[str, object]) -> bytes:
+        """Encode ``body`` in an envelope with this hut, this boot and the next per-hut number.
+
+        The number is on disk before it is used (an fsync, so off the event loop).
+        """
+        seq = await asyncio.to_thread(self.state.next_hut_seq)
+        envelope = {"hut_id": self.hut_id, "boot_id": self.state.boot_id, "seq": seq, "sent_at": datetime.now(UTC)}
         return encode(MESSAGE_TYPES[channel].model_validate({**envelope, **body}))
 
-    def _status(self, state: str) -> bytes:
-        return self._numbered("status", {"state": state})
+    async def _status(self, state: str) -> bytes:
+        return await self._numbered("status", {"state": state})
 
     async def run(self) -> None:
         """Connect, publish the birth record, pump batches; on any MQTT error back off and reconnect."""
@@ -115,7 +135,7 @@ class Uplink:
         status_topic = hut_topic(self.hut_id, "status")
         # One Last Will per boot, numbered once: a reconnect attempt must not burn a sequence number,
         # or the collector would see gaps that lost nothing.
-        will = aiomqtt.Will(status_topic, self._status("offline"), qos=1, retain=True)
+        will = aiomqtt.Will(status_topic, await self._status("offline"), qos=1, retain=True)
         while True:
             connect_properties = Properties(PacketTypes.CONNECT)
             # A persistent session keeps unacknowledged QoS 1 state across short drops.
@@ -139,27 +159,43 @@ class Uplink:
                     self.stats.connected = True
                     backoff.reset()
                     log.info("connected to broker %s:%d", mqtt.host, mqtt.port)
-                    await client.publish(status_topic, self._status("online"), qos=1, retain=True)
-                    await self._pump(client)
-                    await client.publish(status_topic, self._status("offline"), qos=1, retain=True)
+                    puback = PubackWatch(client)
+                    try:
+                        await puback.publish(client, status_topic, await self._status("online"), retain=True)
+                    except PublishRefusedError as exc:
+                        self.stats.refused += 1
+                        log.error("%s; readings will be kept until the broker accepts them", exc)
+                    await self._pump(client, puback)
+                    await puback.publish(client, status_topic, await self._status("offline"), retain=True)
                     return
-            except aiomqtt.MqttError as exc:
+            except (aiomqtt.MqttError, PublishRefusedError) as exc:
                 self.stats.connected = False
                 self.stats.last_error = str(exc)
                 delay = backoff.next_delay()
                 log.warning("broker %s:%d unavailable (%s); retrying in %.1f s", mqtt.host, mqtt.port, exc, delay)
                 await asyncio.sleep(delay)
 
-    async def _pump(self, client: aiomqtt.Client) -> None:
+    async def _pump(self, client: aiomqtt.Client, puback: PubackWatch) -> None:
+        refusals = Backoff(self.config.uplink.reconnect_min_s, self.config.uplink.reconnect_max_s)
         while True:
             if not self._pending:
                 if self._stopping and not self._items:
                     return
                 await self._collect()
-            # Oldest first; a message leaves _pending only after its PUBACK.
+            # Oldest first; a message leaves _pending only after a PUBACK that accepts it.
             while self._pending:
                 topic, payload, observations, strips = self._pending[0]
-                await client.publish(topic, payload, qos=1)
+                try:
+                    await puback.publish(client, topic, payload)
+                except PublishRefusedError as exc:
+                    # Usually the broker's ACL and this hut's certificate disagree: nothing we send will
+                    # be taken, so keep it all and say so loudly rather than lose it.
+                    self.stats.refused += 1
+                    self.stats.last_error = str(exc)
+                    log.error("%s; keeping it and retrying", exc)
+                    await refusals.wait()
+                    continue
+                refusals.reset()
                 self._pending.pop(0)
                 self.stats.published_messages += 1
                 self.stats.published_observations += observations
@@ -196,17 +232,18 @@ class Uplink:
         if self.stats.dropped_unreported:
             events.append(_Event("gap", None, {"dropped": self.stats.dropped_unreported, "cause": "queue_full"}))
             self.stats.dropped_unreported = 0
-        if observations:
-            self._queue_message("obs", {"observations": observations}, observations=len(observations))
-        for start in range(0, len(strips), STRIPS_PER_MESSAGE):
-            chunk = strips[start : start + STRIPS_PER_MESSAGE]
-            self._queue_message("wave", {"strips": chunk}, strips=len(chunk))
+        for obs_run in fitting(observations):
+            await self._queue_message("obs", {"observations": obs_run}, observations=len(obs_run))
+        for strip_run in fitting(strips):
+            await self._queue_message("wave", {"strips": strip_run}, strips=len(strip_run))
         for event in events:
-            self._queue_message("event", {"event": event.event, "device": event.device, "detail": event.detail})
+            await self._queue_message("event", {"event": event.event, "device": event.device, "detail": event.detail})
 
-    def _queue_message(self, channel: Channel, body: dict[str, object], observations: int = 0, strips: int = 0) -> None:
-        """Number a message (the number is durable first) and hold it until its PUBACK."""
-        payload = self._numbered(channel, body)
+    async def _queue_message(
+        self, channel: Channel, body: dict[str, object], observations: int = 0, strips: int = 0
+    ) -> None:
+        """Number a message and hold it until its PUBACK."""
+        payload = await self._numbered(channel, body)
         self._pending.append((hut_topic(self.hut_id, channel), payload, observations, strips))
 
     def stop(self) -> None:

@@ -35,10 +35,19 @@ SCHEMA_VERSION = 1
 # collector more than a quarter MiB of parsing per message.
 MAX_MESSAGE_BYTES = 256 * 1024
 MAX_BATCH = 500
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 HutId = Annotated[str, StringConstraints(pattern=HUT_ID_PATTERN)]
 Token = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
 ObservationId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+
+
+def _storable_time(stamp: datetime | None) -> datetime | None:
+    # InfluxDB stores int64 nanoseconds (1677..2262); a device clock gone wild must not poison a batch.
+    if stamp is not None and not EARLIEST <= stamp <= LATEST:
+        raise ValueError(f"time {stamp.isoformat()} is outside {EARLIEST.year}..{LATEST.year}")
+    return stamp
 
 
 class _Model(BaseModel):
@@ -86,6 +95,8 @@ class Observation(_Model):
     device_seq: int | None = Field(default=None, ge=0)
     subject: Subject | None = None
 
+    _storable = field_validator("measured_at", "received_at", "device_time")(_storable_time)
+
     @model_validator(mode="after")
     def _values_match_vocabulary(self) -> Observation:
         for name, quantity in self.values.items():
@@ -114,6 +125,8 @@ class WaveStrip(_Model):
     flags: list[Flag] = Field(default_factory=list, max_length=len(Flag))
     clock: Literal["device", "gateway"]
     subject: Subject | None = None
+
+    _storable = field_validator("start")(_storable_time)
 
     @field_validator("kind")
     @classmethod
@@ -181,10 +194,12 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
 }
 
 
-def observation_id(hut_id: str, device: Device, kind: Kind, key: datetime | int) -> str:
+def observation_id(hut_id: str, device: Device, kind: Kind, key: datetime | int, seq_epoch: str = "") -> str:
     """A deterministic id: the same reading always gets the same id, so redelivery never duplicates.
 
-    ``key`` is the device timestamp, or the per-device sequence number where the device has no clock.
+    ``key`` is the device timestamp, or the per-device sequence number where the device has no clock;
+    ``seq_epoch`` names the numbering those sequence numbers belong to (it changes if the gateway's
+    counters are ever lost, so that restarted numbers cannot collide with old ids).
     """
     if isinstance(key, datetime):
         if key.tzinfo is None:
@@ -192,7 +207,7 @@ def observation_id(hut_id: str, device: Device, kind: Kind, key: datetime | int)
         stamp = key.astimezone(UTC)
         key_text = f"t:{stamp:%Y%m%dT%H%M%S}.{stamp.microsecond:06d}"
     else:
-        key_text = f"s:{key}"
+        key_text = f"s:{seq_epoch}:{key}"
     material = "\x1f".join((hut_id, device.driver, device.device_id, kind.value, key_text))
     return hashlib.sha256(material.encode()).hexdigest()[:32]
 
@@ -204,6 +219,7 @@ def observation_from_reading(
     device: Device,
     received_at: datetime,
     device_seq: int,
+    seq_epoch: str = "",
     extra_flags: frozenset[Flag] = frozenset(),
     subject: Subject | None = None,
 ) -> Observation:
@@ -214,7 +230,7 @@ def observation_from_reading(
         for name, q in reading.values.items()
     }
     return Observation(
-        id=observation_id(hut_id, device, reading.kind, key),
+        id=observation_id(hut_id, device, reading.kind, key, seq_epoch),
         hut_id=hut_id,
         device=device,
         kind=reading.kind,
@@ -236,11 +252,14 @@ def strip_from_reading(
     device: Device,
     received_at: datetime,
     device_seq: int,
+    seq_epoch: str = "",
+    start: datetime | None = None,
     subject: Subject | None = None,
 ) -> WaveStrip:
     """Build the WaveStrip for a waveform Reading.
 
-    Without a device clock the strip is taken to end when it arrived, so it starts ``n / fs`` earlier.
+    Without a device clock the strip starts at ``start`` if given (a session continuing the previous
+    strip), else it is taken to end when it arrived, so it starts ``n / fs`` earlier.
     """
     strip = reading.strip
     if strip is None:
@@ -249,10 +268,11 @@ def strip_from_reading(
     if reading.measured_at is not None:
         start, key, clock = reading.measured_at, reading.measured_at, "device"
     else:
-        start = received_at - timedelta(seconds=len(strip.raw) / strip.fs)
+        if start is None:
+            start = received_at - timedelta(seconds=len(strip.raw) / strip.fs)
         key, clock = device_seq, "gateway"
     return WaveStrip(
-        id=observation_id(hut_id, device, reading.kind, key),
+        id=observation_id(hut_id, device, reading.kind, key, seq_epoch),
         hut_id=hut_id,
         device=device,
         kind=reading.kind,
@@ -291,12 +311,13 @@ def decode(channel: Channel | str, payload: bytes) -> Message:
         raise ProtocolError("bad_topic", f"no messages are accepted on channel {channel!r}")
     try:
         raw: Any = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError("malformed_json", str(exc)) from None
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers bad UTF-8, bad JSON and integers too long to convert; RecursionError, nesting.
+        raise ProtocolError("malformed_json", str(exc)[:200] or type(exc).__name__) from None
     if not isinstance(raw, dict):
         raise ProtocolError("invalid_field", f"a message is a JSON object, not {type(raw).__name__}")
     version = raw.get("schema")
-    if version != SCHEMA_VERSION:
+    if version != SCHEMA_VERSION or isinstance(version, bool):  # True == 1 in Python
         detail = "missing" if version is None else f"{version!r} is not supported"
         raise ProtocolError("unsupported_schema", f"schema version {detail}; expected {SCHEMA_VERSION}", "schema")
     try:

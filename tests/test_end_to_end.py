@@ -7,15 +7,16 @@ gateway published, so the values, units and times in InfluxDB are checked agains
 from __future__ import annotations
 
 import asyncio
-import time
-from datetime import UTC, datetime
+import itertools
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiomqtt
 
 from healthhut.devstack import LocalStack
 from healthhut.devstack.programs import Programs
-from healthhut.protocol import ObservationBatch, decode, encode, hut_topic
+from healthhut.protocol import ObservationBatch, Status, WaveBatch, WaveStrip, decode, encode, hut_topic
+from tests.conftest import eventually
 
 SPO2, PULSE = 95, 64
 
@@ -40,6 +41,12 @@ def write_configs(tmp: Path, stack: LocalStack, hut: str, db: str) -> tuple[Path
     return collector, gateway
 
 
+def ppg_rows(stack: LocalStack, db: str) -> list[tuple[int, float]]:
+    result = stack.influxd.query('SELECT pleth FROM "ppg"', db=db, epoch="ns")
+    series = result["results"][0].get("series", [])
+    return [(values[0], values[1]) for values in series[0]["values"]] if series else []
+
+
 def spo2_rows(stack: LocalStack, db: str) -> list[tuple[int, float, float, str]]:
     result = stack.influxd.query('SELECT spo2, pulse_rate, obs_id FROM "spo2"', db=db, epoch="ns")
     series = result["results"][0].get("series", [])
@@ -50,59 +57,51 @@ async def test_simulated_readings_reach_influxdb(stack: LocalStack, tmp_path: Pa
     hut, db = f"hut-{unique}", f"e2e_{unique}"
     collector_config, gateway_config = write_configs(tmp_path, stack, hut, db)
     published: list[tuple[bytes, ObservationBatch]] = []
-    strips = 0
+    strips: list[WaveStrip] = []
+    statuses: list[str] = []
     began = datetime.now(UTC)
+
+    def observed() -> int:
+        return sum(len(batch.observations) for _, batch in published)
+
     async with aiomqtt.Client("127.0.0.1", stack.mosquitto.port) as observer:
         await observer.subscribe(f"hh/v1/huts/{hut}/#", qos=1)
+
+        async def watch() -> None:
+            async for message in observer.messages:
+                payload = bytes(message.payload)  # type: ignore[arg-type]
+                decoded = decode(str(message.topic).rsplit("/", 1)[1], payload)
+                if isinstance(decoded, ObservationBatch):
+                    published.append((payload, decoded))
+                elif isinstance(decoded, WaveBatch):
+                    strips.extend(decoded.strips)
+                elif isinstance(decoded, Status):
+                    statuses.append(decoded.state)
+
+        watcher = asyncio.create_task(watch())
         with Programs(tmp_path / "logs") as programs:
             programs.start("collector", "hut-collector", "run", "--config", str(collector_config))
-            programs.start(
-                "sim",
-                "hut-sim",
-                "play",
-                "contec-cms50",
-                "--link",
-                str(tmp_path / "ox"),
-                "--spo2",
-                str(SPO2),
-                "--pulse-rate",
-                str(PULSE),
-                "--seed",
-                "5",
-                "--duration",
-                "60",
-                "--quiet",
-            )
+            await asyncio.to_thread(programs.wait_for_log, "collector", "subscribed")
+            sim_args = ["--spo2", str(SPO2), "--pulse-rate", str(PULSE), "--seed", "5", "--duration", "60", "-q"]
+            programs.start("sim", "hut-sim", "play", "contec-cms50", "--link", str(tmp_path / "ox"), *sim_args)
             programs.start("gateway", "hut-gateway", "run", "--config", str(gateway_config))
-
-            async def watch() -> None:
-                nonlocal strips
-                async for message in observer.messages:
-                    payload = bytes(message.payload)  # type: ignore[arg-type]
-                    if message.topic.matches(hut_topic(hut, "obs")):
-                        published.append((payload, decode("obs", payload)))  # type: ignore[arg-type]
-                    elif message.topic.matches(hut_topic(hut, "wave")):
-                        strips += 1
-                    if sum(len(b.observations) for _, b in published) >= 6 and strips >= 2:
-                        return
-
             try:
-                await asyncio.wait_for(watch(), 30)
+                await eventually(lambda: observed() >= 6 and len(strips) >= 2, within=30)
             finally:
                 programs.check_running("gateway", "collector")
+            # On SIGTERM the gateway sends what it holds, then its "offline" status: the last word.
             assert programs.stop("gateway") == 0
+            await eventually(lambda: statuses[-1:] == ["offline"])
+            watcher.cancel()
             ended = datetime.now(UTC)
             observations = [obs for _, batch in published for obs in batch.observations]
 
-            # Every published observation is in InfluxDB once, with the same value and time.
-            deadline = time.monotonic() + 15
-            while len(rows := spo2_rows(stack, db)) < len(observations) and time.monotonic() < deadline:
-                await asyncio.sleep(0.1)
+            # Every published observation is in InfluxDB exactly once, with the same values and time.
+            await eventually(lambda: len(spo2_rows(stack, db)) >= len(observations))
             expected = sorted(
                 (ns(o.measured_at), o.values["spo2"].value, o.values["pulse_rate"].value, o.id) for o in observations
             )
-            assert sorted(rows)[: len(expected)] == expected
-
+            assert spo2_rows(stack, db) == expected
             for obs in observations:
                 assert {name: q.unit for name, q in obs.values.items()} == {"spo2": "%", "pulse_rate": "/min"}
                 assert began <= obs.measured_at <= ended and obs.clock == "gateway"
@@ -110,6 +109,21 @@ async def test_simulated_readings_reach_influxdb(stack: LocalStack, tmp_path: Pa
                 assert abs(obs.values["spo2"].value - SPO2) <= 1  # type: ignore[operator]
                 assert abs(obs.values["pulse_rate"].value - PULSE) <= 2  # type: ignore[operator]
             assert [b.seq for _, b in published] == sorted({b.seq for _, b in published})
+
+            # Waveform strips: every sample at its own time, strips back to back at 60 Hz.
+            for earlier, later in itertools.pairwise(strips):
+                assert later.start - earlier.start == timedelta(seconds=earlier.n / earlier.fs)
+            expected_wave = sorted(
+                (ns(strip.start) + round(i * 1e9 / strip.fs), float(raw))
+                for strip in strips
+                for i, raw in enumerate(strip.samples())
+            )
+            await eventually(lambda: len(ppg_rows(stack, db)) >= len(expected_wave))
+            assert ppg_rows(stack, db) == expected_wave
+
+            # Status points carry the collector's receive time, so "offline" comes after "online".
+            status = stack.influxd.query('SELECT online FROM "hut_status"', db=db, epoch="ns")
+            assert [row[1] for row in status["results"][0]["series"][0]["values"]] == [1.0, 0.0]
 
             # A redelivered batch (the very same bytes, twice) adds no point. The collector handles
             # messages in order, so once a marker sent after them is stored, they were handled too.
@@ -120,9 +134,8 @@ async def test_simulated_readings_reach_influxdb(stack: LocalStack, tmp_path: Pa
             async with aiomqtt.Client("127.0.0.1", stack.mosquitto.port) as resender:
                 for payload in (published[0][0], published[0][0], encode(marker)):
                     await resender.publish(hut_topic(hut, "obs"), payload, qos=1)
-            deadline = time.monotonic() + 15
-            while len(after := spo2_rows(stack, db)) == len(before) and time.monotonic() < deadline:
-                await asyncio.sleep(0.1)
-            assert after == sorted([*before, (ns(ended), *before[0][1:3], "f" * 32)])
+            await eventually(lambda: len(spo2_rows(stack, db)) > len(before))
+            marker_row = (ns(ended), marker_obs.values["spo2"].value, marker_obs.values["pulse_rate"].value, "f" * 32)
+            assert spo2_rows(stack, db) == sorted([*before, marker_row])
             assert programs.stop("collector") == 0
             assert "Traceback" not in programs.log("gateway") + programs.log("collector")

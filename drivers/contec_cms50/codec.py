@@ -72,23 +72,28 @@ def frame_flags(frame: Cms50Frame) -> frozenset[Flag]:
     return frozenset(flag for name, flag in FLAG_OF_FIELD.items() if getattr(frame, name))
 
 
-def spo2_reading(frame: Cms50Frame) -> Reading | None:
-    """The numerics of one frame; None when the device has neither (finger out, still searching).
+def numerics_reading(spo2: int, pulse_rate: int, flags: frozenset[Flag]) -> Reading | None:
+    """SpO2 and pulse rate as a reading; None when neither is a number (finger out, still searching).
 
     A value outside its valid range is a sentinel, not a measurement: it is left out and
-    VALUE_UNAVAILABLE says so. The device shows a pulse rate before its SpO2 settles.
+    VALUE_UNAVAILABLE says so. The device shows a pulse rate before its SpO2 settles. Both protocol
+    generations share this rule.
     """
     values: dict[str, Quantity] = {}
-    if frame.spo2 in SPO2_VALID:
-        values["spo2"] = Quantity(frame.spo2, "%")
-    if frame.pulse_rate in PULSE_RATE_VALID:
-        values["pulse_rate"] = Quantity(frame.pulse_rate, "/min")
+    if spo2 in SPO2_VALID:
+        values["spo2"] = Quantity(spo2, "%")
+    if pulse_rate in PULSE_RATE_VALID:
+        values["pulse_rate"] = Quantity(pulse_rate, "/min")
     if not values:
         return None
-    flags = frame_flags(frame)
     if len(values) < 2:
         flags |= {Flag.VALUE_UNAVAILABLE}
     return Reading(kind=Kind.SPO2, values=values, flags=flags)
+
+
+def spo2_reading(frame: Cms50Frame) -> Reading | None:
+    """The numerics of one frame; None when the device has neither (README, Quirks)."""
+    return numerics_reading(frame.spo2, frame.pulse_rate, frame_flags(frame))
 
 
 class Cms50Decoder:

@@ -45,3 +45,11 @@ def test_damaged_state_is_moved_aside_not_fatal(
     aside = list(tmp_path.glob("state.corrupt-*"))
     assert len(aside) == 1 and aside[0].read_bytes() == damage
     assert "unreadable" in caplog.text
+
+
+def test_a_lost_state_file_starts_a_new_epoch(tmp_path: Path) -> None:
+    first = GatewayState(tmp_path)
+    first.next_device_seq("ox-1")
+    assert GatewayState(tmp_path).epoch == first.epoch
+    (tmp_path / "state.json").unlink()
+    assert GatewayState(tmp_path).epoch != first.epoch

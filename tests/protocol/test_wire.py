@@ -216,3 +216,34 @@ def test_strip_whose_data_lies_about_its_length_is_rejected_at_decode() -> None:
         decode("wave", json.dumps(raw).encode())
     assert caught.value.location == "strips[0]"
     assert "4 samples" in caught.value.detail
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"[" * 100_000, "malformed_json"),
+        (b'{"schema": 1, "seq": ' + b"9" * 5000 + b"}", "malformed_json"),
+        (b'{"schema": true, "hut_id": "hut-1"}', "unsupported_schema"),
+    ],
+)
+def test_hostile_json_is_a_protocol_error(payload: bytes, reason: str) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        decode("obs", payload)
+    assert caught.value.reason == reason
+
+
+def test_times_outside_what_influxdb_stores_are_rejected() -> None:
+    raw = json.loads(encode(batch()))
+    raw["observations"][0]["measured_at"] = "2300-01-01T00:00:00Z"
+    with pytest.raises(ProtocolError) as caught:
+        decode("obs", json.dumps(raw).encode())
+    assert caught.value.location == "observations[0].measured_at"
+
+
+def test_sequence_keyed_ids_change_with_the_epoch() -> None:
+    assert observation_id("hut-1", OXIMETER, Kind.SPO2, 5, "aaaa") != observation_id(
+        "hut-1", OXIMETER, Kind.SPO2, 5, "bbbb"
+    )
+    assert observation_id("hut-1", OXIMETER, Kind.SPO2, T0, "aaaa") == observation_id(
+        "hut-1", OXIMETER, Kind.SPO2, T0, "bbbb"
+    )
