@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable
 from healthhut.drivers import get_driver
 from healthhut.gateway.config import GatewayConfig
 from healthhut.gateway.devices import DeviceSession
+from healthhut.gateway.outbox import Outbox, gap_item
+from healthhut.gateway.spool import open_spool
 from healthhut.gateway.state import GatewayState
 from healthhut.gateway.uplink import Uplink
 
@@ -20,7 +22,9 @@ DRAIN_TIMEOUT_S = 10.0
 RESTART_DELAY_S = 5.0
 
 
-async def supervised(name: str, run: Callable[[], Awaitable[None]], on_crash: Callable[[str], None]) -> None:
+async def supervised(
+    name: str, run: Callable[[], Awaitable[None]], on_crash: Callable[[str], Awaitable[object]]
+) -> None:
     """Run a task forever: a bug in one device's code is logged and restarts that task, not the hut."""
     while True:
         try:
@@ -28,7 +32,7 @@ async def supervised(name: str, run: Callable[[], Awaitable[None]], on_crash: Ca
             return
         except Exception:
             log.exception("task %s crashed; restarting it in %.0f s", name, RESTART_DELAY_S)
-            on_crash(name)
+            await on_crash(name)
             await asyncio.sleep(RESTART_DELAY_S)
 
 
@@ -36,14 +40,18 @@ class Gateway:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.state = GatewayState(config.state_dir)
-        self.uplink = Uplink(config, self.state)
+        self.spool, self.spool_problem = open_spool(
+            config.spool_path, int(config.spool.quota_mb * 1024 * 1024), gap_item
+        )
+        self.outbox = Outbox(self.spool)
+        self.uplink = Uplink(config, self.state, self.spool)
         self.sessions = [
-            DeviceSession(device, get_driver(device.driver), hut_id=config.hut_id, state=self.state, uplink=self.uplink)
+            DeviceSession(device, get_driver(device.driver), hut_id=config.hut_id, state=self.state, outbox=self.outbox)
             for device in config.device_configs
         ]
 
-    def _crashed(self, session: DeviceSession) -> Callable[[str], None]:
-        return lambda name: self.uplink.event("device_error", session.device, crashed=True)
+    def _crashed(self, session: DeviceSession) -> Callable[[str], Awaitable[object]]:
+        return lambda name: self.outbox.event("device_error", session.device, crashed=True)
 
     async def run(self) -> None:
         """Run until SIGTERM/SIGINT, then stop the devices and drain the uplink."""
@@ -54,7 +62,9 @@ class Gateway:
         log.info(
             "hut %s starting (boot %s) with %d device(s)", self.config.hut_id, self.state.boot_id, len(self.sessions)
         )
-        self.uplink.event("started", devices=len(self.sessions))
+        await self.outbox.event("started", devices=len(self.sessions))
+        if self.spool_problem is not None:
+            await self.outbox.event("spool_reset", problem=self.spool_problem)
         async with asyncio.TaskGroup() as group:
             uplink_task = group.create_task(self.uplink.run(), name="uplink")
             device_tasks = [
@@ -65,16 +75,17 @@ class Gateway:
                 for session in self.sessions
             ]
             await stop.wait()
-            log.info("stopping: %d item(s) still to send", self.uplink.backlog)
+            log.info("stopping: %d item(s) still to send", self.spool.depth)
             for task in device_tasks:
                 task.cancel()
-            self.uplink.event("stopping")
+            await self.outbox.event("stopping")
             self.uplink.stop()
             try:
                 await asyncio.wait_for(asyncio.shield(uplink_task), DRAIN_TIMEOUT_S)
             except TimeoutError:
-                log.warning("broker unreachable while stopping; %d item(s) not sent", self.uplink.backlog)
+                log.warning("broker unreachable while stopping; %d item(s) stay spooled", self.spool.depth)
                 uplink_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await uplink_task
+        await self.spool.close()
         log.info("stopped")

@@ -28,9 +28,15 @@ class MqttConfig(FrozenConfig):
 class UplinkConfig(FrozenConfig):
     batch_max: int = Field(default=100, ge=1, le=500)
     batch_interval_s: float = Field(default=1.0, gt=0, le=60)
-    queue_max: int = Field(default=20_000, ge=100)
+    in_flight: int = Field(default=4, ge=1, le=64)
     reconnect_min_s: float = Field(default=0.5, gt=0)
     reconnect_max_s: float = Field(default=60.0, gt=0)
+
+
+class SpoolConfig(FrozenConfig):
+    # Default: spool.sqlite in state_dir.
+    path: Path | None = None
+    quota_mb: float = Field(default=512, gt=0)
 
 
 class GatewayConfig(FrozenConfig):
@@ -38,9 +44,14 @@ class GatewayConfig(FrozenConfig):
     state_dir: Path
     mqtt: MqttConfig = MqttConfig()
     uplink: UplinkConfig = UplinkConfig()
+    spool: SpoolConfig = SpoolConfig()
     devices: list[dict[str, Any]] = Field(default_factory=list)
     # Filled by load_config from ``devices``; not a TOML key.
     device_configs: tuple[DeviceConfig, ...] = Field(default=(), exclude=True)
+
+    @property
+    def spool_path(self) -> Path:
+        return self.spool.path or self.state_dir / "spool.sqlite"
 
 
 def load_config(path: Path | str) -> GatewayConfig:

@@ -15,9 +15,9 @@ from datetime import UTC, datetime, timedelta
 
 from healthhut.drivers import DeviceConfig, DriverSpec, StreamDecoder
 from healthhut.gateway.backoff import Backoff
+from healthhut.gateway.outbox import Outbox
 from healthhut.gateway.state import GatewayState
 from healthhut.gateway.transports import ByteStream, TransportError, open_serial
-from healthhut.gateway.uplink import Uplink
 from healthhut.protocol import Device, Kind, Reading, observation_from_reading, strip_from_reading
 
 log = logging.getLogger(__name__)
@@ -37,14 +37,14 @@ class DeviceSession:
         *,
         hut_id: str,
         state: GatewayState,
-        uplink: Uplink,
+        outbox: Outbox,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.config = config
         self.spec = spec
         self.hut_id = hut_id
         self.state = state
-        self.uplink = uplink
+        self.outbox = outbox
         self.clock = clock
         self.device = Device(driver=spec.name, device_id=config.name)
         self.report_interval = float(getattr(config, "report_interval_s", 0.0))
@@ -79,7 +79,7 @@ class DeviceSession:
             backoff.reset()
             self.connected = True
             self._next_strip_start.clear()
-            self.uplink.event("connected", self.device)
+            await self.outbox.event("connected", self.device)
             try:
                 await self._read(stream)
             except TransportError as exc:
@@ -87,7 +87,7 @@ class DeviceSession:
             finally:
                 self.connected = False
                 await stream.close()
-            self.uplink.event("disconnected", self.device)
+            await self.outbox.event("disconnected", self.device)
             await backoff.wait()
 
     async def _read(self, stream: ByteStream) -> None:
@@ -125,7 +125,7 @@ class DeviceSession:
             data = await stream.read()
             self.last_contact = self.clock()
             for reading in decoder.feed(data):
-                self.handle(reading)
+                await self.handle(reading)
             now = time.monotonic()
             if now >= next_error_report:
                 next_error_report = now + ERROR_REPORT_INTERVAL_S
@@ -133,9 +133,9 @@ class DeviceSession:
                 if new_errors:
                     errors_reported = decoder.frame_errors
                     log.warning("device %s: %d frame errors in the last interval", self.config.name, new_errors)
-                    self.uplink.event("device_error", self.device, frame_errors=new_errors)
+                    await self.outbox.event("device_error", self.device, frame_errors=new_errors)
 
-    def handle(self, reading: Reading) -> None:
+    async def handle(self, reading: Reading) -> None:
         """Turn one decoded reading into an observation or a strip, at most one per report interval."""
         now = self.clock()
         if reading.strip is not None:
@@ -148,7 +148,7 @@ class DeviceSession:
                 seq_epoch=self.state.epoch,
                 start=self._strip_start(reading.strip.channel, now, len(reading.strip.raw) / reading.strip.fs),
             )
-            self.uplink.submit(strip)
+            await self.outbox.strip(strip)
             return
         stamp = time.monotonic()
         last = self._last_report.get(reading.kind)
@@ -156,7 +156,7 @@ class DeviceSession:
             return
         self._last_report[reading.kind] = stamp
         self.readings += 1
-        self.uplink.submit(
+        await self.outbox.observation(
             observation_from_reading(
                 reading,
                 hut_id=self.hut_id,

@@ -2,11 +2,13 @@
 
 aiomqtt's ``publish()`` returns on PUBACK whatever its reason code says, so a message the broker
 refused (not authorised by the ACL, too large) would look delivered. :class:`PubackWatch` listens to
-paho's callback underneath and records the reason code of the most recent PUBACK.
+paho underneath: it notes which message id each publishing task was given, and the reason code that
+came back for it, so that several messages can be in flight at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -25,26 +27,37 @@ class PublishRefusedError(Exception):
 
 
 class PubackWatch:
-    """Records PUBACK reason codes of one client. The uplink publishes one message at a time, so the
-    refusal recorded while a ``publish()`` was awaited belongs to that message."""
-
     def __init__(self, client: aiomqtt.Client) -> None:
-        self._refusal: ReasonCode | None = None
+        self._client = client
+        self._mid_of_task: dict[asyncio.Task[Any], int] = {}
+        self._refused: dict[int, ReasonCode] = {}
         paho = client._client
-        forward: Callable[..., None] | None = paho.on_publish
+        forward_publish = paho.publish
+        forward_puback: Callable[..., None] | None = paho.on_publish
+
+        def publish(*args: Any, **kwargs: Any) -> Any:
+            info = forward_publish(*args, **kwargs)
+            task = asyncio.current_task()
+            if task is not None:
+                self._mid_of_task[task] = info.mid
+            return info
 
         def on_publish(paho_client: Any, userdata: Any, mid: int, reason: ReasonCode, properties: Any) -> None:
             if reason.is_failure:
-                self._refusal = reason
-            if forward is not None:
-                forward(paho_client, userdata, mid, reason, properties)
+                self._refused[mid] = reason
+            if forward_puback is not None:
+                forward_puback(paho_client, userdata, mid, reason, properties)
 
+        paho.publish = publish  # type: ignore[method-assign]
         paho.on_publish = on_publish
 
-    async def publish(self, client: aiomqtt.Client, topic: str, payload: bytes, *, retain: bool = False) -> None:
-        """Publish with QoS 1; PublishRefusedError if the broker's PUBACK says no."""
-        self._refusal = None
-        await client.publish(topic, payload, qos=1, retain=retain)
-        if self._refusal is not None:
-            refusal, self._refusal = self._refusal, None
+    async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        """Publish with QoS 1 and wait for the PUBACK; PublishRefusedError if it says no."""
+        task = asyncio.current_task()
+        try:
+            await self._client.publish(topic, payload, qos=1, retain=retain)
+        finally:
+            mid = self._mid_of_task.pop(task, None) if task is not None else None
+        refusal = self._refused.pop(mid, None) if mid is not None else None
+        if refusal is not None:
             raise PublishRefusedError(topic, str(refusal), int(refusal.value))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -172,7 +173,7 @@ class DeviceEvent(Envelope):
     """Device connect/disconnect, frame errors, gaps. ``detail`` holds no health value."""
 
     type: Literal["event"] = "event"
-    event: Literal["connected", "disconnected", "device_error", "gap", "started", "stopping"]
+    event: Literal["connected", "disconnected", "device_error", "gap", "started", "stopping", "spool_reset"]
     device: Device | None = None
     detail: dict[str, str | int | float | bool] = Field(default_factory=dict, max_length=32)
 
@@ -288,6 +289,30 @@ def strip_from_reading(
         clock=clock,  # type: ignore[arg-type]
         subject=subject,
     )
+
+
+def assemble(
+    channel: Literal["obs", "wave"], items: Sequence[bytes], *, hut_id: str, boot_id: str, seq: int, sent_at: datetime
+) -> bytes:
+    """A batch message from already-encoded items (each the JSON of an Observation or a WaveStrip).
+
+    The gateway spools items as JSON and numbers a batch only when it sends it; splicing the stored
+    bytes avoids decoding and re-encoding every item. ``decode`` accepts exactly what ``encode`` of the
+    same batch would give.
+    """
+    head = json.dumps(
+        {
+            "schema": SCHEMA_VERSION,
+            "hut_id": hut_id,
+            "boot_id": boot_id,
+            "seq": seq,
+            "sent_at": sent_at.isoformat(),
+            "type": channel,
+        },
+        separators=(",", ":"),
+    ).encode()
+    field = b"observations" if channel == "obs" else b"strips"
+    return head[:-1] + b',"' + field + b'":[' + b",".join(items) + b"]}"
 
 
 def encode(message: Message) -> bytes:

@@ -1,4 +1,5 @@
-"""The uplink against a real mosquitto: birth and will, batches, and a broker that dies and returns."""
+"""The uplink against a real mosquitto: spooled items go out in numbered batches, survive a broker
+that dies and returns, and a broker that refuses them."""
 
 from __future__ import annotations
 
@@ -6,24 +7,29 @@ import asyncio
 import contextlib
 import os
 import signal
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import aiomqtt
+import pytest
 
 from healthhut.devstack import LocalStack
 from healthhut.gateway.config import GatewayConfig
+from healthhut.gateway.outbox import Outbox, gap_item
+from healthhut.gateway.spool import MemorySpool, open_spool
 from healthhut.gateway.state import GatewayState
-from healthhut.gateway.uplink import Uplink, fitting
+from healthhut.gateway.uplink import Uplink
 from healthhut.protocol import (
     Device,
     Kind,
+    Message,
+    Observation,
     ObservationBatch,
     Quantity,
     Reading,
     Status,
     decode,
-    encode,
     observation_from_reading,
 )
 from healthhut.protocol.wire import MAX_MESSAGE_BYTES
@@ -32,12 +38,15 @@ from tests.conftest import eventually
 DEVICE = Device(driver="contec-cms50", device_id="ox-1")
 
 
-def observation(hut: str, n: int) -> object:
-    reading = Reading(kind=Kind.SPO2, values={"spo2": Quantity(90 + n % 10, "%")})
+def observation(hut: str, n: int, rr: int = 0) -> Observation:
+    values = {"heart_rate": Quantity(60 + n % 40, "/min")}
+    if rr:
+        values["rr_intervals"] = Quantity(tuple(float(800 + i % 50) for i in range(rr)), "ms")
+    reading = Reading(kind=Kind.HEART_RATE, values=values)
     return observation_from_reading(reading, hut_id=hut, device=DEVICE, received_at=datetime.now(UTC), device_seq=n)
 
 
-async def collect(port: int, hut: str, into: list[tuple[str, object]], connected: asyncio.Event) -> None:
+async def collect(port: int, hut: str, into: list[Message], connected: asyncio.Event) -> None:
     """Subscribe, and subscribe again whenever the broker comes back."""
     while True:
         try:
@@ -46,114 +55,122 @@ async def collect(port: int, hut: str, into: list[tuple[str, object]], connected
                 connected.set()
                 async for message in client.messages:
                     channel = str(message.topic).rsplit("/", 1)[1]
-                    into.append((channel, decode(channel, bytes(message.payload))))  # type: ignore[arg-type]
+                    into.append(decode(channel, bytes(message.payload)))  # type: ignore[arg-type]
         except aiomqtt.MqttError:
             connected.clear()
             await asyncio.sleep(0.05)
 
 
-async def test_uplink_survives_broker_restart(tmp_path: Path, unique: str) -> None:
+def delivered(received: list[Message]) -> list[int]:
+    return [o.device_seq or 0 for m in received if isinstance(m, ObservationBatch) for o in m.observations]
+
+
+@contextlib.asynccontextmanager
+async def running(*coroutines: object) -> AsyncIterator[None]:
+    tasks = [asyncio.create_task(c) for c in coroutines]  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def gateway_config(tmp_path: Path, hut: str, port: int, **uplink: float) -> GatewayConfig:
+    settings = {"batch_interval_s": 0.05, "reconnect_min_s": 0.5, "reconnect_max_s": 1.0, **uplink}
+    return GatewayConfig.model_validate(
+        {"hut_id": hut, "state_dir": str(tmp_path / "state"), "mqtt": {"port": port}, "uplink": settings}
+    )
+
+
+async def test_spooled_readings_survive_a_broker_restart(tmp_path: Path, unique: str) -> None:
     hut = f"hut-{unique}"
-    # A broker of its own: this test kills it.
-    with LocalStack(tmp_path / "servers", influxd=False, victoria=False) as stack:
-        port = stack.mosquitto.port
-        config = GatewayConfig.model_validate(
-            {
-                "hut_id": hut,
-                "state_dir": str(tmp_path / "state"),
-                "mqtt": {"port": port},
-                "uplink": {"batch_interval_s": 0.1, "reconnect_min_s": 1.0, "reconnect_max_s": 2.0},
-            }
-        )
-        uplink = Uplink(config, GatewayState(config.state_dir))
-        received: list[tuple[str, object]] = []
+    with LocalStack(tmp_path / "servers", influxd=False, victoria=False) as stack:  # a broker this test kills
+        config = gateway_config(tmp_path, hut, stack.mosquitto.port)
+        spool, _ = open_spool(tmp_path / "spool.sqlite", 10**8, gap_item)
+        outbox = Outbox(spool)
+        uplink = Uplink(config, GatewayState(config.state_dir), spool)
+        received: list[Message] = []
         subscribed = asyncio.Event()
-        watcher = asyncio.create_task(collect(port, hut, received, subscribed))
-        await subscribed.wait()
-        runner = asyncio.create_task(uplink.run())
-        try:
-            await eventually(lambda: uplink.stats.connected)
-            for n in range(5):
-                uplink.submit(observation(hut, n))  # type: ignore[arg-type]
-            await eventually(lambda: sum(len(m.observations) for c, m in received if c == "obs") == 5)  # type: ignore[attr-defined]
+        async with running(collect(stack.mosquitto.port, hut, received, subscribed)):
+            await subscribed.wait()
+            async with running(uplink.run()):
+                for n in range(5):
+                    await outbox.observation(observation(hut, n))
+                await eventually(lambda: sorted(delivered(received)) == list(range(5)))
 
-            stack.mosquitto.kill()
-            for n in range(5, 25):  # readings keep coming while the broker is gone
-                uplink.submit(observation(hut, n))  # type: ignore[arg-type]
-                await asyncio.sleep(0.02)
-            stack.mosquitto.start()
-            await eventually(subscribed.is_set)
-            await eventually(lambda: uplink.stats.connects == 2)
-
-            def delivered() -> list[int]:
-                return [o.device_seq for c, m in received if c == "obs" for o in m.observations]  # type: ignore[attr-defined]
-
-            await eventually(lambda: set(range(5, 25)) <= set(delivered()))
-            uplink.stop()
-            await asyncio.wait_for(runner, 10)
-        finally:
-            for task in (watcher, runner):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-    statuses = [m.state for c, m in received if isinstance(m, Status)]
-    assert statuses[0] == "online" and statuses[-1] == "offline" and statuses.count("online") >= 2
-    batches = [m for c, m in received if isinstance(m, ObservationBatch)]
-    by_seq: dict[int, object] = {}
-    for _, message in received:
+                stack.mosquitto.kill()
+                for n in range(5, 25):  # readings keep coming while the broker is gone
+                    await outbox.observation(observation(hut, n))
+                    await asyncio.sleep(0.02)
+                assert spool.depth >= 15, "what the broker could not take waits in the spool"
+                stack.mosquitto.start()
+                await eventually(lambda: set(range(25)) <= set(delivered(received)))
+                await eventually(lambda: spool.depth == 0)
+        await spool.close()
+    statuses = [m.state for m in received if isinstance(m, Status)]
+    assert statuses[0] == "online" and statuses.count("online") >= 2
+    by_seq: dict[int, Message] = {}
+    for message in received:
         # A resend after a lost PUBACK may arrive twice; it must then be the very same message.
-        assert by_seq.setdefault(message.seq, message) == message  # type: ignore[attr-defined]
-    assert all(b.boot_id == batches[0].boot_id for b in batches)
+        assert by_seq.setdefault(message.seq, message) == message
+    assert len({m.boot_id for m in received}) == 1
 
 
-def test_batches_are_split_to_fit_the_collectors_size_limit() -> None:
-    big = [
-        observation_from_reading(
-            Reading(kind=Kind.HEART_RATE, values={"rr_intervals": Quantity(tuple(float(i) for i in range(900)), "ms")}),
-            hut_id="hut-1",
-            device=DEVICE,
-            received_at=datetime.now(UTC),
-            device_seq=n,
-        )
-        for n in range(80)
-    ]
-    runs = list(fitting(big))
-    assert [o for run in runs for o in run] == big and len(runs) > 1
-    for run in runs:
-        message = ObservationBatch(hut_id="hut-1", boot_id="b", seq=1, sent_at=datetime.now(UTC), observations=run)
-        assert len(encode(message)) <= MAX_MESSAGE_BYTES
+async def test_batches_fit_the_collectors_size_limit(stack: LocalStack, tmp_path: Path, unique: str) -> None:
+    hut = f"hut-{unique}"
+    config = gateway_config(tmp_path, hut, stack.mosquitto.port, batch_max=500)
+    spool = MemorySpool(10**9, gap_item)
+    outbox = Outbox(spool)
+    for n in range(120):  # about 6 KB each: 120 of them cannot travel in one message
+        await outbox.observation(observation(hut, n, rr=900))
+    received: list[Message] = []
+    subscribed = asyncio.Event()
+    async with running(collect(stack.mosquitto.port, hut, received, subscribed)):
+        await subscribed.wait()
+        async with running(Uplink(config, GatewayState(config.state_dir), spool).run()):
+            await eventually(lambda: sorted(delivered(received)) == list(range(120)))
+    batches = [m for m in received if isinstance(m, ObservationBatch)]
+    assert len(batches) > 1
+    assert all(len(m.model_dump_json(by_alias=True, exclude_none=True)) <= MAX_MESSAGE_BYTES for m in batches)
 
 
-async def test_refused_messages_are_kept_and_sent_once_the_broker_allows(tmp_path: Path, unique: str) -> None:
+async def test_refused_messages_stay_until_the_broker_allows(tmp_path: Path, unique: str) -> None:
     """A broker ACL that refuses the hut (PUBACK "not authorised") loses nothing: the uplink retries."""
     hut = f"hut-{unique}"
     acl = tmp_path / "acl"
     acl.write_text("topic read hh/#\n")  # anonymous clients may read but not write
     with LocalStack(tmp_path / "servers", influxd=False, victoria=False, mosquitto_config=[f"acl_file {acl}"]) as stack:
-        config = GatewayConfig.model_validate(
-            {
-                "hut_id": hut,
-                "state_dir": str(tmp_path / "state"),
-                "mqtt": {"port": stack.mosquitto.port},
-                "uplink": {"batch_interval_s": 0.1, "reconnect_min_s": 0.2, "reconnect_max_s": 0.5},
-            }
-        )
-        uplink = Uplink(config, GatewayState(config.state_dir))
-        received: list[tuple[str, object]] = []
+        config = gateway_config(tmp_path, hut, stack.mosquitto.port, reconnect_min_s=0.2, reconnect_max_s=0.5)
+        spool = MemorySpool(10**8, gap_item)
+        uplink = Uplink(config, GatewayState(config.state_dir), spool)
+        received: list[Message] = []
         subscribed = asyncio.Event()
-        watcher = asyncio.create_task(collect(stack.mosquitto.port, hut, received, subscribed))
-        await subscribed.wait()
-        runner = asyncio.create_task(uplink.run())
-        try:
-            uplink.submit(observation(hut, 1))  # type: ignore[arg-type]
+        async with running(collect(stack.mosquitto.port, hut, received, subscribed), uplink.run()):
+            await subscribed.wait()
+            await Outbox(spool).observation(observation(hut, 1))
             await eventually(lambda: uplink.stats.refused >= 2)
-            assert uplink.stats.published_observations == 0 and uplink.backlog >= 1
+            assert spool.depth == 1 and uplink.stats.published_items == 0
             acl.write_text("topic readwrite hh/#\n")
             os.kill(stack.mosquitto.pid or 0, signal.SIGHUP)  # mosquitto rereads its ACL on SIGHUP
-            await eventually(lambda: any(c == "obs" for c, _ in received))
-            assert uplink.stats.published_observations == 1
-        finally:
-            for task in (watcher, runner):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await eventually(lambda: delivered(received) == [1])
+            await eventually(lambda: spool.depth == 0)
+
+
+@pytest.mark.parametrize("channel", ["obs", "wave"])
+def test_assembled_batches_decode_like_encoded_ones(channel: str) -> None:
+    from healthhut.protocol import Strip, WaveBatch, encode, strip_from_reading
+    from healthhut.protocol.wire import assemble
+
+    now = datetime.now(UTC)
+    if channel == "obs":
+        items: list[Observation] | list[object] = [observation("hut-1", n, rr=3) for n in range(3)]
+        model: Message = ObservationBatch(hut_id="hut-1", boot_id="b", seq=9, sent_at=now, observations=items)  # type: ignore[arg-type]
+    else:
+        reading = Reading(kind=Kind.PPG, strip=Strip(fs=60.0, unit="1", raw=(1, 2, 3)))
+        items = [strip_from_reading(reading, hut_id="hut-1", device=DEVICE, received_at=now, device_seq=1)]
+        model = WaveBatch(hut_id="hut-1", boot_id="b", seq=9, sent_at=now, strips=items)  # type: ignore[arg-type]
+    bodies = [i.model_dump_json(exclude_none=True).encode() for i in items]  # type: ignore[attr-defined]
+    spliced = assemble(channel, bodies, hut_id="hut-1", boot_id="b", seq=9, sent_at=now)  # type: ignore[arg-type]
+    assert decode(channel, spliced) == model == decode(channel, encode(model))

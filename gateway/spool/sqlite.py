@@ -1,0 +1,311 @@
+"""The SQLite spool: WAL mode with synchronous=FULL, and group commit so that durability stays fast.
+
+``put`` waits until its rows are committed and the WAL is fsync'd. Puts that arrive while a commit is
+running are committed together in the next one, so many devices cost one fsync, not one each. All
+database work runs on one dedicated thread. A database that fails its integrity check on open is moved
+aside and replaced, and the caller is told: the gateway never refuses to run because of its spool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar, cast
+
+from healthhut.gateway.spool.base import (
+    GapItemFactory,
+    Lease,
+    Priority,
+    SpoolChannel,
+    SpoolError,
+    SpoolFullError,
+    SpoolItem,
+    StoredItem,
+    gaps_of,
+    plan_eviction,
+)
+
+log = logging.getLogger(__name__)
+R = TypeVar("R")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (
+    rowid INTEGER PRIMARY KEY AUTOINCREMENT,
+    channel TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    key TEXT NOT NULL UNIQUE,
+    body BLOB NOT NULL,
+    size INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS items_by_channel ON items (channel, rowid);
+CREATE INDEX IF NOT EXISTS items_by_priority ON items (priority, rowid);
+"""
+# Free space the spool leaves on the filesystem: SQLite needs room to write the WAL even to delete.
+DISK_RESERVE_BYTES = 4 * 1024 * 1024
+
+
+class _Put:
+    __slots__ = ("future", "items")
+
+    def __init__(self, items: Sequence[SpoolItem], future: asyncio.Future[None]) -> None:
+        self.items = items
+        self.future = future
+
+
+class SqliteSpool:
+    def __init__(self, path: Path, quota_bytes: int, gap_item: GapItemFactory) -> None:
+        self.path = path
+        self.quota_bytes = quota_bytes
+        self._gap_item = gap_item
+        self.evicted = 0
+        self.commits = 0
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
+        self._db = self._connect(path)
+        size, depth = self._db.execute("SELECT COALESCE(SUM(size), 0), COUNT(*) FROM items").fetchone()
+        self._size, self._depth = int(size), int(depth)
+        self._leased: set[int] = set()
+        self._waiting: list[_Put] = []
+        self._committer: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit returns only after the WAL is fsync'd. NORMAL would only flush.
+        db.execute("PRAGMA synchronous=FULL")
+        db.executescript(_SCHEMA)
+        return db
+
+    async def _run(self, fn: Callable[[], R]) -> R:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    # -- put, with group commit ------------------------------------------------------------------
+    async def put(self, items: Sequence[SpoolItem]) -> None:
+        if not items:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Put(items, future))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_waiting(), name="spool-commit")
+        await future
+
+    async def _commit_waiting(self) -> None:
+        while self._waiting:
+            group, self._waiting = self._waiting, []
+            outcomes = await self._run(functools.partial(self._commit_group, group))
+            self.commits += 1
+            for put, outcome in zip(group, outcomes, strict=True):
+                if outcome is None:
+                    put.future.set_result(None)
+                else:
+                    put.future.set_exception(outcome)
+            if self._depth > len(self._leased):
+                self._ready.set()
+
+    def _commit_group(self, group: Sequence[_Put]) -> list[SpoolError | None]:
+        """All waiting puts in one transaction, so one fsync; each put in its own savepoint, so each is
+        accepted whole or refused whole."""
+        db = self._db
+        outcomes: list[SpoolError | None] = []
+        size = depth = evicted = 0
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for put in group:
+                db.execute("SAVEPOINT put")
+                try:
+                    change = self._insert(put.items, size)
+                except SpoolFullError as exc:
+                    db.execute("ROLLBACK TO put")
+                    db.execute("RELEASE put")
+                    outcomes.append(exc)
+                    continue
+                db.execute("RELEASE put")
+                size, depth, evicted = size + change[0], depth + change[1], evicted + change[2]
+                outcomes.append(None)
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            full = isinstance(exc, sqlite3.OperationalError) and "full" in str(exc)
+            error = (SpoolFullError if full else SpoolError)(f"cannot store items: {exc}", str(self.path))
+            return [error] * len(group)
+        self._size += size
+        self._depth += depth
+        self.evicted += evicted
+        return outcomes
+
+    def _insert(self, items: Sequence[SpoolItem], pending_size: int) -> tuple[int, int, int]:
+        """Insert within the current savepoint; returns (bytes, rows, evicted) it added."""
+        size = depth = evicted = 0
+        for item in items:
+            freed, removed, gap_rows, gap_size = self._make_room(item, pending_size + size)
+            size += gap_size - freed
+            depth += gap_rows - removed
+            evicted += removed
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO items (channel, priority, key, body, size) VALUES (?, ?, ?, ?, ?)",
+                (item.channel, int(item.priority), item.key, item.body, len(item.body)),
+            )
+            if cursor.rowcount:
+                size += len(item.body)
+                depth += 1
+        return size, depth, evicted
+
+    def _room(self) -> int:
+        """Bytes the spool may hold: the quota, or less when the filesystem is nearly full."""
+        stats = os.statvfs(self.path.parent)
+        free = stats.f_bavail * stats.f_frsize - DISK_RESERVE_BYTES
+        return min(self.quota_bytes, self._size + max(0, free))
+
+    def _make_room(self, item: SpoolItem, pending_size: int) -> tuple[int, int, int, int]:
+        """Evict what must go for ``item`` to fit; returns (bytes freed, rows evicted, gap rows, gap bytes)."""
+        excess = self._size + pending_size + len(item.body) - self._room()
+        if excess <= 0:
+            return 0, 0, 0, 0
+        leased = self._leased
+        candidates = [
+            (rowid, Priority(priority), size)
+            for rowid, priority, size in self._db.execute(
+                "SELECT rowid, priority, size FROM items WHERE priority <= ? ORDER BY priority, rowid",
+                (int(item.priority),),
+            )
+            if rowid not in leased
+        ]
+        victims = plan_eviction(candidates, excess, item.priority)
+        if victims is None:
+            raise SpoolFullError(
+                f"no room for a {item.channel} item of {len(item.body)} bytes "
+                f"(quota {self.quota_bytes}, holding {self._size + pending_size})",
+                str(self.path),
+            )
+        marks = ",".join("?" * len(victims))
+        rows = self._db.execute(f"SELECT channel, priority, size FROM items WHERE rowid IN ({marks})", victims)
+        evicted = [(cast(SpoolChannel, channel), Priority(priority), int(size)) for channel, priority, size in rows]
+        self._db.execute(f"DELETE FROM items WHERE rowid IN ({marks})", victims)
+        freed = sum(size for _, _, size in evicted)
+        # The gap is stored in the same transaction as the eviction: no loss without its record.
+        gap_size = 0
+        gaps = gaps_of(evicted)
+        for gap in gaps:
+            record = self._gap_item(gap)
+            self._db.execute(
+                "INSERT OR IGNORE INTO items (channel, priority, key, body, size) VALUES (?, ?, ?, ?, ?)",
+                (record.channel, int(record.priority), record.key, record.body, len(record.body)),
+            )
+            gap_size += len(record.body)
+        log.warning("spool full: evicting %d item(s) (%d bytes) to make room", len(evicted), freed)
+        return freed, len(evicted), len(gaps), gap_size
+
+    # -- delivery --------------------------------------------------------------------------------
+    async def lease(self, channel: SpoolChannel, max_items: int, max_bytes: int) -> Lease:
+        leased = tuple(self._leased)
+
+        def select() -> list[StoredItem]:
+            # Leased rows are few (the in-flight window), so excluding them by list is cheap.
+            exclude = f"AND rowid NOT IN ({','.join('?' * len(leased))})" if leased else ""
+            rows = self._db.execute(
+                f"SELECT rowid, channel, priority, key, body FROM items WHERE channel = ? {exclude} "
+                "ORDER BY rowid LIMIT ?",
+                (channel, *leased, max_items),
+            ).fetchall()
+            chosen: list[StoredItem] = []
+            total = 0
+            for rowid, row_channel, priority, key, body in rows:
+                if chosen and total + len(body) > max_bytes:
+                    break
+                chosen.append(StoredItem(rowid, SpoolItem(row_channel, Priority(priority), key, bytes(body))))
+                total += len(body)
+            return chosen
+
+        chosen = await self._run(select)
+        self._leased.update(stored.rowid for stored in chosen)
+        return Lease(tuple(chosen))
+
+    async def ack(self, lease: Lease) -> None:
+        rowids = lease.rowids
+        if not rowids:
+            return
+
+        def delete() -> tuple[int, int]:
+            marks = ",".join("?" * len(rowids))
+            size, count = self._db.execute(
+                f"SELECT COALESCE(SUM(size), 0), COUNT(*) FROM items WHERE rowid IN ({marks})", rowids
+            ).fetchone()
+            # Deleting needs no fsync of its own: a delivered item resent after a crash is deduplicated
+            # upstream by its id, so NORMAL durability is enough here and keeps acks cheap.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            try:
+                self._db.execute(f"DELETE FROM items WHERE rowid IN ({marks})", rowids)
+            finally:
+                self._db.execute("PRAGMA synchronous=FULL")
+            return int(size), int(count)
+
+        size, count = await self._run(delete)
+        self._size -= size
+        self._depth -= count
+        self._leased.difference_update(rowids)
+
+    async def release(self, lease: Lease) -> None:
+        self._leased.difference_update(lease.rowids)
+        if self._depth > len(self._leased):
+            self._ready.set()
+
+    @property
+    def depth(self) -> int:
+        return self._depth
+
+    @property
+    def size_bytes(self) -> int:
+        return self._size
+
+    async def wait_for_items(self) -> None:
+        while self._depth <= len(self._leased):
+            self._ready.clear()
+            await self._ready.wait()
+
+    async def close(self) -> None:
+        if self._committer is not None:
+            await self._committer
+        await self._run(self._db.close)
+        self._executor.shutdown(wait=True)
+
+
+def _check(path: Path) -> str | None:
+    """None if the database at ``path`` is sound, else what is wrong with it."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            result = db.execute("PRAGMA quick_check").fetchone()
+            db.execute("SELECT COUNT(*) FROM items").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        return str(exc)
+    return None if result and result[0] == "ok" else str(result[0] if result else "no answer")
+
+
+def open_spool(path: Path, quota_bytes: int, gap_item: GapItemFactory) -> tuple[SqliteSpool, str | None]:
+    """Open (or create) the spool. A corrupt database is moved aside and a fresh one started; the second
+    value then says what was wrong and where the old file went, for the caller to report upstream."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    problem = _check(path) if path.exists() else None
+    if problem is not None:
+        aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+        for suffix in ("", "-wal", "-shm"):
+            source = Path(f"{path}{suffix}")
+            if source.exists():
+                os.replace(source, Path(f"{aside}{suffix}"))
+        log.error("spool %s is corrupt (%s); moved to %s and starting a new one", path, problem, aside)
+        problem = f"spool database was corrupt ({problem}); moved to {aside.name}"
+    try:
+        return SqliteSpool(path, quota_bytes, gap_item), problem
+    except sqlite3.Error as exc:
+        raise SpoolError(f"cannot open spool: {exc}", str(path)) from exc
