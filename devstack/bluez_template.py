@@ -3,8 +3,8 @@
 Run by :mod:`healthhut.devstack.fakebluez` as ``python -m dbusmock --system -t <this file>``; never imported.
 """
 
-from __future__ import annotations
-
+# No "from __future__ import annotations": dbusmock execs this file outside sys.modules, where dataclasses
+# cannot resolve string annotations.
 import ctypes
 import sys
 from collections.abc import Callable, Iterator
@@ -42,6 +42,8 @@ CONNECT_FAILURE = "Software caused connection abort"
 RACP_REPORT, RACP_DELETE, RACP_ABORT, RACP_REPORT_COUNT = 0x01, 0x02, 0x03, 0x04
 RACP_COUNT_RESPONSE, RACP_RESPONSE = 0x05, 0x06
 RACP_SUCCESS, RACP_OP_NOT_SUPPORTED, RACP_NO_RECORDS = 0x01, 0x02, 0x06
+
+CONNECT_REPLY_DELAY_MS = 20
 
 GSourceFunc = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
 
@@ -127,7 +129,11 @@ class State:
         self.root: Any = None
         self.adapters: dict[str, Adapter] = {}
         self.peripherals: dict[str, Peripheral] = {}
-        self.sources: list[Any] = []
+        self.glib: Any = None
+        # GLib holds only raw pointers to these callbacks; keeping them here keeps them alive.
+        self.ticker: Any = None
+        self.pending: list[Any] = []
+        self.fired: list[Any] = []
 
 
 STATE = State()
@@ -168,7 +174,7 @@ def export(
 def signal(obj: Any, interface: str, member: str, signature: str, *args: Any) -> None:
     message = dbus.lowlevel.SignalMessage(obj.path, interface, member)
     message.append(*args, signature=signature)
-    for connection, _path in obj.locations:
+    for connection, *_where in obj.locations:
         connection.send_message(message)
 
 
@@ -220,6 +226,25 @@ def root_objects() -> dict[str, Any]:
     return objects
 
 
+def later(delay_ms: int, function: Callable[[], None]) -> None:
+    """Run ``function`` once, ``delay_ms`` from now, on the mock's GLib main loop."""
+    # A callback may not be freed while GLib is still inside it, so fired ones go at the next call.
+    STATE.fired.clear()
+
+    def fire(_data: Any) -> int:
+        STATE.pending.remove(source)
+        STATE.fired.append(source)
+        try:
+            function()
+        except Exception as exc:  # noqa: BLE001 - nothing above a GLib callback would see it
+            log(f"deferred call failed: {exc!r}")
+        return 0  # once
+
+    source = GSourceFunc(fire)
+    STATE.pending.append(source)
+    STATE.glib.g_timeout_add(delay_ms, source, None)
+
+
 # --- adapters -------------------------------------------------------------------------------------------
 
 
@@ -268,10 +293,25 @@ def remove_adapter(_root: Any, name: str) -> None:
     for peripheral in STATE.peripherals.values():
         if peripheral.adapter == name:
             if peripheral.connected:
-                drop(peripheral)
+                drop(peripheral, "org.bluez.Reason.Local")
             unexport_device(peripheral)
     remove_object(adapter.obj)
     log(f"adapter {name} removed")
+
+
+def set_powered(_root: Any, name: str, powered: bool) -> None:
+    """Power the adapter off (links drop, discovery ends) or on again, as a reset does."""
+    adapter = STATE.adapters.get(name)
+    if adapter is None:
+        raise dbus_error("DoesNotExist", f"no adapter {name}")
+    if not powered:
+        for peripheral in STATE.peripherals.values():
+            if peripheral.adapter == name and peripheral.connected:
+                drop(peripheral, "org.bluez.Reason.Local")
+        adapter.discovery_sessions.clear()
+        set_discovering(adapter)
+    properties_changed(adapter.obj, ADAPTER_IFACE, {"Powered": dbus.Boolean(powered)})
+    log(f"adapter {name} powered {'on' if powered else 'off'}")
 
 
 def adapter_of(obj: Any) -> Adapter:
@@ -289,9 +329,11 @@ def set_discovering(adapter: Adapter) -> None:
 
 def start_discovery(obj: Any, sender: str) -> None:
     adapter = adapter_of(obj)
-    if sender in adapter.discovery_sessions and adapter.discovery_sessions[sender] is not None:
+    if not adapter.obj.props[ADAPTER_IFACE]["Powered"]:
+        raise dbus_error("NotReady", "Resource Not Ready")
+    if sender in adapter.discovery_sessions:
         raise dbus_error("InProgress", "Operation already in progress")
-    adapter.discovery_sessions[sender] = adapter.discovery_sessions.get(sender) or {}
+    adapter.discovery_sessions[sender] = {}
     set_discovering(adapter)
 
 
@@ -444,11 +486,13 @@ def device_connect(obj: Any, reply: Callable[[], None], error: Callable[[Excepti
     peripheral.connected = True
     # Peripherals stop advertising once connected; they advertise again when told to (a new measurement).
     peripheral.advertising = False
-    reply()
     properties_changed(obj, DEVICE_IFACE, {"Connected": dbus.Boolean(True)})
     export_gatt(peripheral)
     properties_changed(obj, DEVICE_IFACE, {"ServicesResolved": dbus.Boolean(True)})
     log(f"peripheral {peripheral.address} connected")
+    # bluetoothd answers Connect well after these signals. Clients read replies and signals on different
+    # connections, so an immediate reply could overtake them (bleak would then see Connected still false).
+    later(CONNECT_REPLY_DELAY_MS, reply)
 
 
 def device_disconnect(obj: Any, reply: Callable[[], None], error: Callable[[Exception], None]) -> None:
@@ -457,7 +501,7 @@ def device_disconnect(obj: Any, reply: Callable[[], None], error: Callable[[Exce
         error(dbus_error("NotConnected", "Not Connected"))
         return
     reply()
-    drop(peripheral)
+    drop(peripheral, "org.bluez.Reason.Local")
 
 
 def device_pair(obj: Any) -> None:
@@ -471,13 +515,15 @@ def device_pair(obj: Any) -> None:
     log(f"peripheral {peripheral.address} paired")
 
 
-def drop(peripheral: Peripheral) -> None:
+def drop(peripheral: Peripheral, reason: str = "org.bluez.Reason.Timeout") -> None:
     """The link ends: services unresolved, disconnected, and (not bonded) the GATT objects go away."""
     peripheral.connected = False
     for char in peripheral.characteristics():
         char.notifying = False
     if peripheral.obj is not None:
         properties_changed(peripheral.obj, DEVICE_IFACE, {"ServicesResolved": dbus.Boolean(False)})
+        # bluetoothd 5.82 and later also say why, in the Device1.Disconnected signal.
+        signal(peripheral.obj, DEVICE_IFACE, "Disconnected", "ss", reason, reason.rsplit(".", 1)[-1])
         properties_changed(peripheral.obj, DEVICE_IFACE, {"Connected": dbus.Boolean(False)})
     unexport_gatt(peripheral)
     log(f"peripheral {peripheral.address} disconnected")
@@ -703,6 +749,20 @@ def control_set_advertising(_root: Any, path: str, advertising: bool) -> None:
     peripheral_at(path).advertising = bool(advertising)
 
 
+def control_connect(_root: Any, path: str) -> None:
+    """Connected by some other client (a gateway run that ended without disconnecting), as BlueZ keeps it."""
+    peripheral = peripheral_at(path)
+    if peripheral.obj is None:
+        export_device(peripheral)
+    if peripheral.connected or peripheral.obj is None:
+        raise dbus_error("Failed", f"cannot connect {peripheral.address}")
+    peripheral.connected = True
+    peripheral.advertising = False
+    properties_changed(peripheral.obj, DEVICE_IFACE, {"Connected": dbus.Boolean(True)})
+    export_gatt(peripheral)
+    properties_changed(peripheral.obj, DEVICE_IFACE, {"ServicesResolved": dbus.Boolean(True)})
+
+
 def control_drop_link(_root: Any, path: str, advertise: bool) -> None:
     peripheral = peripheral_at(path)
     if not peripheral.connected:
@@ -770,6 +830,8 @@ def load(mock: Any, parameters: dict[str, Any]) -> None:
     export(mock, CONTROL_IFACE, "RemoveAdapter", "s", "", remove_adapter)
     export(mock, CONTROL_IFACE, "AddPeripheral", "sssasa(sa(sasay))a{sv}", "o", add_peripheral)
     export(mock, CONTROL_IFACE, "SetAdvertising", "ob", "", control_set_advertising)
+    export(mock, CONTROL_IFACE, "SetPowered", "sb", "", set_powered)
+    export(mock, CONTROL_IFACE, "Connect", "o", "", control_connect)
     export(mock, CONTROL_IFACE, "DropLink", "ob", "", control_drop_link)
     export(mock, CONTROL_IFACE, "Notify", "osay", "b", control_notify)
     export(mock, CONTROL_IFACE, "SetValue", "osay", "", control_set_value)
@@ -779,10 +841,11 @@ def load(mock: Any, parameters: dict[str, Any]) -> None:
     export(mock, CONTROL_IFACE, "FailRacpAfter", "oi", "", control_fail_racp_after)
     export(mock, CONTROL_IFACE, "GetState", "o", "a{sv}", control_get_state)
 
-    # dbusmock runs a GLib main loop through ctypes; a GLib timer is how repeated advertising gets into it.
+    # dbusmock runs a GLib main loop through ctypes; GLib timers are how repeated advertising and delayed
+    # replies get into it.
     glib = ctypes.CDLL("libglib-2.0.so.0")
     glib.g_timeout_add.argtypes = [ctypes.c_uint, GSourceFunc, ctypes.c_void_p]
     glib.g_timeout_add.restype = ctypes.c_uint
-    tick = GSourceFunc(advertise_tick)
-    STATE.sources.append(tick)  # GLib holds only a raw pointer; this keeps the callback alive
-    glib.g_timeout_add(interval_ms, tick, None)
+    STATE.glib = glib
+    STATE.ticker = GSourceFunc(advertise_tick)
+    glib.g_timeout_add(interval_ms, STATE.ticker, None)

@@ -1,8 +1,5 @@
-"""A private system D-Bus with a fake BlueZ on it (python-dbusmock), so the real bleak code runs without a radio.
-
-Point bleak at it with ``DBUS_SYSTEM_BUS_ADDRESS=fake.bus_address``. Needs Debian's ``dbus-daemon`` and the
-``python-dbusmock`` package (PyPI, with dbus-python); both are imported or run only when a fake is started.
-"""
+"""A private system D-Bus with a fake BlueZ on it (python-dbusmock), so the real bleak code runs without a
+radio: point bleak at it with ``DBUS_SYSTEM_BUS_ADDRESS=fake.bus_address``."""
 
 from __future__ import annotations
 
@@ -179,6 +176,10 @@ class FakePeripheral:
         """Start (or stop) advertising, as a cuff or meter does after a measurement."""
         self._call("SetAdvertising", advertising)
 
+    def connect(self) -> None:
+        """Connect it as another client would, and leave it so: a gateway run that ended without disconnecting."""
+        self._call("Connect")
+
     def drop_link(self, *, advertise: bool = False) -> None:
         """Link loss: services unresolved, Connected false, GATT objects removed; then maybe advertise again."""
         self._call("DropLink", advertise)
@@ -193,6 +194,9 @@ class FakePeripheral:
 
 class FakeBlueZ:
     """dbus-daemon plus the fake BlueZ, started together; ``stop()`` ends both and removes their folder.
+
+    Needs Debian's ``dbus-daemon`` and python-dbusmock (with dbus-python, from the dev extra); they are
+    imported or run only when a fake starts, and their absence raises ServerError.
 
     ``adapters`` are added at start (``hci0`` by default). Peripherals advertise every
     ``advertise_interval`` seconds while an adapter is discovering.
@@ -287,6 +291,10 @@ class FakeBlueZ:
     def remove_adapter(self, name: str = "hci0") -> None:
         """Unplug an adapter: its connected peripherals drop their links and its device objects vanish."""
         self.control("RemoveAdapter", name)
+
+    def set_powered(self, powered: bool, name: str = "hci0") -> None:
+        """Power an adapter off (its links drop, discovery ends) or on, as an adapter reset does."""
+        self.control("SetPowered", name, powered)
 
     def add_peripheral(
         self,

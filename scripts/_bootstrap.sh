@@ -1,5 +1,5 @@
 # Sourced by scripts/test, scripts/demo and scripts/bench: installs what is missing, idempotently.
-#   - Debian packages for the real servers (mosquitto, influxdb 1.x, victoria-metrics, socat)
+#   - Debian packages for the real servers (mosquitto, influxdb 1.x, victoria-metrics, socat, dbus-daemon)
 #   - a virtual environment in .venv with healthhut installed (editable) and its dev extras
 # Re-running is cheap: apt is asked only for missing binaries, pip only when pyproject.toml changed.
 set -euo pipefail
@@ -11,13 +11,16 @@ HH_PYTHON="${HH_PYTHON:-python3}"
 hh_log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
 hh_install_apt() {
-    local -A need=([mosquitto]=mosquitto [influxd]=influxdb [victoria-metrics]=victoria-metrics [socat]=socat)
+    local -A need=([mosquitto]=mosquitto [influxd]=influxdb [victoria-metrics]=victoria-metrics [socat]=socat
+                   [dbus-daemon]=dbus-daemon [cc]=gcc)
     local missing=() bin
     for bin in "${!need[@]}"; do
         if ! PATH="$PATH:/usr/sbin:/sbin" command -v "$bin" >/dev/null 2>&1; then
             missing+=("${need[$bin]}")
         fi
     done
+    # dbus-python (under python-dbusmock, the fake BlueZ of the BLE tests) builds from source against these.
+    pkg-config --exists dbus-1 glib-2.0 2>/dev/null || missing+=(pkg-config libdbus-1-dev libglib2.0-dev)
     # python3-venv is what Debian splits venv into; without it "python3 -m venv" fails.
     if ! "$HH_PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
         missing+=(python3-venv)

@@ -62,6 +62,7 @@ class _Put:
 class SqliteSpool:
     def __init__(self, path: Path, quota_bytes: int, gap_item: GapItemFactory) -> None:
         self.path = path
+        self._folder = str(path.parent)
         self.quota_bytes = quota_bytes
         self._gap_item = gap_item
         self.evicted = 0
@@ -117,11 +118,12 @@ class SqliteSpool:
         outcomes: list[SpoolError | None] = []
         size = depth = evicted = 0
         try:
+            room = self._room()  # one look at the filesystem per commit, not per item
             db.execute("BEGIN IMMEDIATE")
             for put in group:
                 db.execute("SAVEPOINT put")
                 try:
-                    change = self._insert(put.items, size)
+                    change = self._insert(put.items, size, room)
                 except SpoolFullError as exc:
                     db.execute("ROLLBACK TO put")
                     db.execute("RELEASE put")
@@ -142,11 +144,11 @@ class SqliteSpool:
         self.evicted += evicted
         return outcomes
 
-    def _insert(self, items: Sequence[SpoolItem], pending_size: int) -> tuple[int, int, int]:
+    def _insert(self, items: Sequence[SpoolItem], pending_size: int, room: int) -> tuple[int, int, int]:
         """Insert within the current savepoint; returns (bytes, rows, evicted) it added."""
         size = depth = evicted = 0
         for item in items:
-            freed, removed, gap_rows, gap_size = self._make_room(item, pending_size + size)
+            freed, removed, gap_rows, gap_size = self._make_room(item, pending_size + size, room)
             size += gap_size - freed
             depth += gap_rows - removed
             evicted += removed
@@ -161,13 +163,13 @@ class SqliteSpool:
 
     def _room(self) -> int:
         """Bytes the spool may hold: the quota, or less when the filesystem is nearly full."""
-        stats = os.statvfs(self.path.parent)
+        stats = os.statvfs(self._folder)
         free = stats.f_bavail * stats.f_frsize - DISK_RESERVE_BYTES
         return min(self.quota_bytes, self._size + max(0, free))
 
-    def _make_room(self, item: SpoolItem, pending_size: int) -> tuple[int, int, int, int]:
+    def _make_room(self, item: SpoolItem, pending_size: int, room: int) -> tuple[int, int, int, int]:
         """Evict what must go for ``item`` to fit; returns (bytes freed, rows evicted, gap rows, gap bytes)."""
-        excess = self._size + pending_size + len(item.body) - self._room()
+        excess = self._size + pending_size + len(item.body) - room
         if excess <= 0:
             return 0, 0, 0, 0
         leased = self._leased
