@@ -7,8 +7,10 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 from healthhut.drivers import get_driver
+from healthhut.gateway.clock import ClockCheck
 from healthhut.gateway.config import GatewayConfig
 from healthhut.gateway.devices import DeviceSession
 from healthhut.gateway.outbox import Outbox, gap_item
@@ -44,9 +46,17 @@ class Gateway:
             config.spool_path, int(config.spool.quota_mb * 1024 * 1024), gap_item
         )
         self.outbox = Outbox(self.spool)
+        clock_check = ClockCheck(timedelta(seconds=config.clock.max_device_skew_s))
         self.uplink = Uplink(config, self.state, self.spool)
         self.sessions = [
-            DeviceSession(device, get_driver(device.driver), hut_id=config.hut_id, state=self.state, outbox=self.outbox)
+            DeviceSession(
+                device,
+                get_driver(device.driver),
+                hut_id=config.hut_id,
+                state=self.state,
+                outbox=self.outbox,
+                clock_check=clock_check,
+            )
             for device in config.device_configs
         ]
 

@@ -33,6 +33,11 @@ class UplinkConfig(FrozenConfig):
     reconnect_max_s: float = Field(default=60.0, gt=0)
 
 
+class ClockConfig(FrozenConfig):
+    # A device clock further than this from the gateway's marks its readings clock_unverified.
+    max_device_skew_s: float = Field(default=300, gt=0)
+
+
 class SpoolConfig(FrozenConfig):
     # Default: spool.sqlite in state_dir.
     path: Path | None = None
@@ -45,6 +50,7 @@ class GatewayConfig(FrozenConfig):
     mqtt: MqttConfig = MqttConfig()
     uplink: UplinkConfig = UplinkConfig()
     spool: SpoolConfig = SpoolConfig()
+    clock: ClockConfig = ClockConfig()
     devices: list[dict[str, Any]] = Field(default_factory=list)
     # Filled by load_config from ``devices``; not a TOML key.
     device_configs: tuple[DeviceConfig, ...] = Field(default=(), exclude=True)

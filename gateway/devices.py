@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from healthhut.drivers import DeviceConfig, DriverSpec, StreamDecoder
 from healthhut.gateway.backoff import Backoff
+from healthhut.gateway.clock import ClockCheck
 from healthhut.gateway.outbox import Outbox
 from healthhut.gateway.state import GatewayState
 from healthhut.gateway.transports import ByteStream, TransportError, open_serial
@@ -38,6 +39,7 @@ class DeviceSession:
         hut_id: str,
         state: GatewayState,
         outbox: Outbox,
+        clock_check: ClockCheck | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.config = config
@@ -46,6 +48,7 @@ class DeviceSession:
         self.state = state
         self.outbox = outbox
         self.clock = clock
+        self.clock_check = clock_check or ClockCheck(timedelta(seconds=300))
         self.device = Device(driver=spec.name, device_id=config.name)
         self.report_interval = float(getattr(config, "report_interval_s", 0.0))
         self.readings = 0
@@ -147,6 +150,7 @@ class DeviceSession:
                 device_seq=self.state.next_device_seq(self.config.name),
                 seq_epoch=self.state.epoch,
                 start=self._strip_start(reading.strip.channel, now, len(reading.strip.raw) / reading.strip.fs),
+                extra_flags=self.clock_check.flags(reading.measured_at, now),
             )
             await self.outbox.strip(strip)
             return
@@ -164,6 +168,7 @@ class DeviceSession:
                 received_at=now,
                 device_seq=self.state.next_device_seq(self.config.name),
                 seq_epoch=self.state.epoch,
+                extra_flags=self.clock_check.flags(reading.measured_at, now),
             )
         )
 

@@ -255,6 +255,7 @@ def strip_from_reading(
     device_seq: int,
     seq_epoch: str = "",
     start: datetime | None = None,
+    extra_flags: frozenset[Flag] = frozenset(),
     subject: Subject | None = None,
 ) -> WaveStrip:
     """Build the WaveStrip for a waveform Reading.
@@ -285,7 +286,7 @@ def strip_from_reading(
         offset=strip.offset,
         n=len(strip.raw),
         data=pack_samples(strip.raw),
-        flags=sorted(reading.flags),
+        flags=sorted(reading.flags | extra_flags),
         clock=clock,  # type: ignore[arg-type]
         subject=subject,
     )
