@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from healthhut.firmware_sim.links import PtyLink
-from healthhut.firmware_sim.players import PLAYERS, Player
+from healthhut.firmware_sim.players import PLAYERS, CommandSink, Player
 from healthhut.protocol.cli import EXIT_OK
 
 EXAMPLES = """\
@@ -20,6 +20,8 @@ examples:
   hut-sim play contec-cms50 --link /tmp/oximeter  # a stable symlink to the pty, like /dev/serial/by-id
   hut-sim play contec-cms50 --link /tmp/oximeter --spo2 91 --pulse-rate 110 --duration 120
   hut-sim play contec-cms50 --link /tmp/oximeter --unplug-every 30 --unplug-for 5 --garbage 0.01
+  hut-sim play contec-cms50 --protocol 9-byte --link /tmp/oximeter  # firmware 4.6+: waits for the gateway
+  hut-sim play healthypi --link /tmp/healthypi --pulse-rate 64 --spo2 95
 """
 
 CHUNKS_PER_SECOND = 10
@@ -40,7 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--link", type=Path, help="also create this symlink to the pty (replaced atomically)")
     play.add_argument("--duration", type=float, help="stop after this many seconds (default: run until Ctrl-C)")
     play.add_argument("--spo2", type=int, default=97, help="SpO2 in %% (default 97)")
-    play.add_argument("--pulse-rate", type=int, default=72, help="pulse rate in /min (default 72)")
+    play.add_argument("--pulse-rate", type=int, default=72, help="pulse (heart) rate in /min (default 72)")
+    play.add_argument(
+        "--protocol", help="protocol generation, as the driver's protocol setting (contec-cms50: 5-byte, 9-byte)"
+    )
     play.add_argument("--seed", type=int, help="random seed, for a repeatable stream")
     play.add_argument("--unplug-every", type=float, metavar="S", help="fault: unplug the device every S seconds")
     play.add_argument("--unplug-for", type=float, default=2.0, metavar="S", help="fault: stay unplugged S seconds")
@@ -53,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 async def play(player: Player, args: argparse.Namespace) -> None:
     source = player.new_source(args.spo2, args.pulse_rate, args.seed)
+    # A device with a start command hears the gateway through the same pty.
+    sink = source if isinstance(source, CommandSink) else None
     rng = random.Random(args.seed)
     link = PtyLink(args.link)
     path = link.open()
@@ -64,6 +71,8 @@ async def play(player: Player, args: argparse.Namespace) -> None:
     next_unplug = started + args.unplug_every if args.unplug_every else None
     try:
         while args.duration is None or loop.time() - started < args.duration:
+            if sink is not None:
+                sink.receive(link.read())
             # Pace by the clock, not by sleeps, so the long-run frame rate is exact.
             due = int((loop.time() - started) * player.frames_per_second)
             if due > frames_sent:
@@ -96,14 +105,21 @@ async def play(player: Player, args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.command == "list":
         for name, player in sorted(PLAYERS.items()):
             print(f"{name:<16} {player.description}")
+            for protocol, sibling in player.protocols.items():
+                print(f"{'':<16}   --protocol {protocol}: {sibling.description}")
         return EXIT_OK
+    try:
+        player = PLAYERS[args.driver].for_protocol(args.protocol)
+    except KeyError as exc:
+        parser.error(exc.args[0])
     # Ctrl-C is how a technician ends an open-ended run; it is not an error.
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(play(PLAYERS[args.driver], args))
+        asyncio.run(play(player, args))
     return EXIT_OK
 
 

@@ -28,7 +28,9 @@ class MqttConfig(FrozenConfig):
 class UplinkConfig(FrozenConfig):
     batch_max: int = Field(default=100, ge=1, le=500)
     batch_interval_s: float = Field(default=1.0, gt=0, le=60)
-    in_flight: int = Field(default=4, ge=1, le=64)
+    in_flight: int = Field(default=8, ge=1, le=64)
+    # A message the collector has not confirmed as stored within this time is sent again.
+    store_ack_timeout_s: float = Field(default=15.0, gt=0)
     reconnect_min_s: float = Field(default=0.5, gt=0)
     reconnect_max_s: float = Field(default=60.0, gt=0)
 

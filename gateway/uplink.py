@@ -1,15 +1,19 @@
 """Forwarding to the broker: what the spool holds goes out in batches over MQTT QoS 1.
 
-A batch is leased from the spool, numbered (the per-hut sequence number is on disk first), published,
-and acknowledged to the spool only after the broker's PUBACK accepts it. Until then the very same bytes
-are resent after a reconnect, so the collector can tell a resend from new data. A message the broker
-refuses is kept and retried. The birth record is retained and the Last Will says offline, both with
-the boot id. Reconnects back off exponentially with jitter.
+A batch is leased from the spool, numbered (the per-hut sequence number is on disk first) and published;
+its items leave the spool only when the collector confirms it stored them (a StoreAck on
+``hh/v1/huts/{hut_id}/ack``), which is stronger than the broker's PUBACK: mosquitto keeps its state in
+periodic snapshots and forgets shared subscriptions on a restart. Until confirmed, the very same bytes
+are resent (after a reconnect, when a collector announces it has resubscribed, or when no confirmation
+comes in time), so the collector can tell a resend from new data. A message the broker refuses is kept
+and retried. The birth record is retained and the Last Will says offline, both with the boot id.
+Reconnects back off exponentially with jitter.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -25,7 +29,8 @@ from healthhut.gateway.mqtt import PubackWatch, PublishRefusedError
 from healthhut.gateway.spool import Lease, Spool
 from healthhut.gateway.spool.base import SpoolChannel
 from healthhut.gateway.state import GatewayState
-from healthhut.protocol import Status, encode, hut_topic
+from healthhut.protocol import ProtocolError, Status, decode_ack, decode_collector_status, encode, hut_topic
+from healthhut.protocol.topics import COLLECTORS_STATUS
 from healthhut.protocol.wire import MAX_MESSAGE_BYTES, SCHEMA_VERSION, assemble
 
 log = logging.getLogger(__name__)
@@ -39,21 +44,26 @@ CHANNEL_ORDER: tuple[SpoolChannel, ...] = ("obs", "event", "wave")
 @dataclass
 class UplinkStats:
     published_messages: int = 0
-    published_items: int = 0
+    stored_messages: int = 0
+    stored_items: int = 0
+    resent: int = 0
     refused: int = 0
     connects: int = 0
     last_error: str | None = None
     connected: bool = False
-    last_publish: datetime | None = None
+    last_stored: datetime | None = None
 
 
 @dataclass
 class _Outgoing:
-    """A numbered message and the spool lease it delivers; resent as is until accepted."""
+    """A numbered message and the spool lease it delivers. It is resent, as is, until the collector
+    says it is stored; ``sent`` is when the broker last accepted it (None: to be published)."""
 
+    seq: int
     topic: str
     payload: bytes
     lease: Lease
+    sent: float | None = None
 
 
 class Uplink:
@@ -63,9 +73,10 @@ class Uplink:
         self.spool = spool
         self.hut_id = config.hut_id
         self.stats = UplinkStats()
-        self._outgoing: list[_Outgoing] = []
+        self._outgoing: dict[int, _Outgoing] = {}
+        self._stored: list[int] = []
+        self._wake = asyncio.Event()
         self._stopping = False
-        self._stop = asyncio.Event()
 
     async def _seq(self) -> int:
         # The number is on disk before it is used (an fsync, so off the event loop).
@@ -80,6 +91,11 @@ class Uplink:
             state=state,  # type: ignore[arg-type]
         )
         return encode(status)
+
+    @property
+    def in_flight(self) -> int:
+        """Messages sent or to be sent that the collector has not yet confirmed."""
+        return len(self._outgoing)
 
     async def run(self) -> None:
         """Connect, publish the birth record, pump the spool; on any MQTT error back off and reconnect."""
@@ -112,78 +128,146 @@ class Uplink:
                     self.stats.connected = True
                     backoff.reset()
                     log.info("connected to broker %s:%d", mqtt.host, mqtt.port)
+                    await client.subscribe(hut_topic(self.hut_id, "ack"), qos=1)
+                    await client.subscribe(COLLECTORS_STATUS, qos=1)
                     puback = PubackWatch(client)
                     try:
                         await puback.publish(status_topic, await self._status("online"), retain=True)
                     except PublishRefusedError as exc:
                         self.stats.refused += 1
                         log.error("%s; readings stay in the spool until the broker accepts them", exc)
-                    await self._pump(puback)
+                    acks = asyncio.create_task(self._receive_acks(client), name="uplink-acks")
+                    try:
+                        await self._pump(puback, acks)
+                    finally:
+                        acks.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                            await acks
                     await puback.publish(status_topic, await self._status("offline"), retain=True)
                     return
             except (aiomqtt.MqttError, PublishRefusedError) as exc:
                 self.stats.connected = False
                 self.stats.last_error = str(exc)
+                # Whatever was sent on the lost connection is sent again, as the very same bytes.
+                for out in self._outgoing.values():
+                    out.sent = None
                 delay = backoff.next_delay()
                 log.warning("broker %s:%d unavailable (%s); retrying in %.1f s", mqtt.host, mqtt.port, exc, delay)
                 await asyncio.sleep(delay)
 
-    async def _pump(self, puback: PubackWatch) -> None:
-        refusals = Backoff(self.config.uplink.reconnect_min_s, self.config.uplink.reconnect_max_s)
-        while True:
-            if not self._outgoing:
-                if self._stopping and self.spool.depth == 0:
-                    return
-                await self._next_batch()
-                if self._stopping and not self._outgoing:
-                    return
+    async def _receive_acks(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            if message.topic.matches(COLLECTORS_STATUS):
+                self._collector_status(bytes(message.payload))
                 continue
-            # Up to a window of messages in flight at once; each leaves only with an accepting PUBACK.
-            window = self._outgoing[: self.config.uplink.in_flight]
-            results = await asyncio.gather(
-                *(puback.publish(out.topic, out.payload) for out in window), return_exceptions=True
-            )
-            for out, result in zip(window, results, strict=True):
-                if isinstance(result, PublishRefusedError):
-                    self.stats.refused += 1
-                    self.stats.last_error = str(result)
-                    # Usually the broker's ACL and this hut's certificate disagree: keep it, say so loudly.
-                    log.error("%s; keeping it and retrying", result)
-                    continue
-                if isinstance(result, BaseException):
-                    raise result
-                await self.spool.ack(out.lease)
-                self._outgoing.remove(out)
-                self.stats.published_messages += 1
-                self.stats.published_items += len(out.lease.items)
-                self.stats.last_publish = datetime.now(UTC)
-            if any(isinstance(result, PublishRefusedError) for result in results):
-                await refusals.wait()
-            else:
-                refusals.reset()
-
-    async def _next_batch(self) -> None:
-        """Wait for something to send (a short linger lets a batch fill), lease it, number it."""
-        if self.spool.depth == 0 and not self._stopping:
-            waiting = asyncio.create_task(self.spool.wait_for_items())
-            stopping = asyncio.create_task(self._stop.wait())
             try:
-                await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                waiting.cancel()
-                stopping.cancel()
-            if self._stopping:
+                ack = decode_ack(bytes(message.payload))
+            except ProtocolError as exc:
+                log.warning("ignoring a malformed store acknowledgement: %s", exc)
+                continue
+            if ack.hut_id != self.hut_id or ack.boot_id != self.state.boot_id:
+                continue  # for an earlier boot: those items are being resent under new numbers
+            self._stored.extend(ack.seqs)
+            self._wake.set()
+
+    def _collector_status(self, payload: bytes) -> None:
+        try:
+            status = decode_collector_status(payload)
+        except ProtocolError as exc:
+            log.warning("ignoring a malformed collector status: %s", exc)
+            return
+        if status.state == "online":
+            # A collector has just (re)subscribed: what it may have missed goes again now, not at the timeout.
+            for out in self._outgoing.values():
+                out.sent = None
+            self._wake.set()
+
+    async def _pump(self, puback: PubackWatch, acks: asyncio.Task[None]) -> None:
+        settings = self.config.uplink
+        refusals = Backoff(settings.reconnect_min_s, settings.reconnect_max_s)
+        loop = asyncio.get_running_loop()
+        while True:
+            if acks.done():
+                acks.result()  # the connection is gone: raise its error and reconnect
+            await self._release_stored()
+            if self._stopping and not self._outgoing and self.spool.depth == 0:
                 return
-            await asyncio.sleep(self.config.uplink.batch_interval_s)
+            await self._fill_window()
+            unsent = [out for out in self._outgoing.values() if out.sent is None]
+            if unsent:
+                results = await asyncio.gather(
+                    *(puback.publish(out.topic, out.payload) for out in unsent), return_exceptions=True
+                )
+                refused = False
+                for out, result in zip(unsent, results, strict=True):
+                    if isinstance(result, PublishRefusedError):
+                        refused = True
+                        self.stats.refused += 1
+                        self.stats.last_error = str(result)
+                        # Usually the broker's ACL and this hut's certificate disagree: keep it, say so loudly.
+                        log.error("%s; keeping it and retrying", result)
+                    elif isinstance(result, BaseException):
+                        raise result
+                    else:
+                        out.sent = loop.time()
+                        self.stats.published_messages += 1
+                if refused:
+                    await refusals.wait()
+                    continue
+                refusals.reset()
+            await self._wait_for_work(acks)
+
+    async def _release_stored(self) -> None:
+        """Items the collector confirmed leave the spool for good."""
+        stored, self._stored = self._stored, []
+        for seq in stored:
+            out = self._outgoing.pop(seq, None)
+            if out is None:
+                continue  # a confirmation of a resend that was already confirmed
+            await self.spool.ack(out.lease)
+            self.stats.stored_messages += 1
+            self.stats.stored_items += len(out.lease.items)
+            self.stats.last_stored = datetime.now(UTC)
+
+    async def _fill_window(self) -> None:
         for channel in CHANNEL_ORDER:
             while len(self._outgoing) < self.config.uplink.in_flight:
                 lease = await self._lease(channel)
                 if not lease.items:
                     break
-                self._outgoing.append(await self._number(channel, lease))
-        if not self._outgoing and not self._stopping:
-            # Everything unleased is in flight elsewhere (cannot happen with one uplink); do not spin.
-            await asyncio.sleep(self.config.uplink.batch_interval_s)
+                out = await self._number(channel, lease)
+                self._outgoing[out.seq] = out
+
+    async def _wait_for_work(self, acks: asyncio.Task[None]) -> None:
+        """Until a confirmation arrives, the window has room for spooled items, or a resend is due."""
+        loop = asyncio.get_running_loop()
+        timeout = self.config.uplink.store_ack_timeout_s
+        sent = [out.sent for out in self._outgoing.values() if out.sent is not None]
+        due = min(sent) + timeout - loop.time() if sent else None
+        waits: set[asyncio.Future[object]] = {asyncio.ensure_future(self._wake.wait()), acks}  # type: ignore[arg-type]
+        if len(self._outgoing) < self.config.uplink.in_flight and not self._stopping:
+            waits.add(asyncio.ensure_future(self._linger_then_items()))
+        try:
+            await asyncio.wait(
+                waits, timeout=due if due is None else max(due, 0.0), return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for waiter in waits:
+                if waiter is not acks:
+                    waiter.cancel()
+        self._wake.clear()
+        now = loop.time()
+        for out in self._outgoing.values():
+            if out.sent is not None and now - out.sent >= timeout:
+                # No word from the collector: send it again (storing it twice is harmless).
+                log.warning("no store confirmation for message %d after %.0f s; sending it again", out.seq, timeout)
+                out.sent = None
+                self.stats.resent += 1
+
+    async def _linger_then_items(self) -> None:
+        await self.spool.wait_for_items()
+        # A short linger lets a batch fill instead of sending each reading alone.
+        await asyncio.sleep(self.config.uplink.batch_interval_s)
 
     async def _lease(self, channel: SpoolChannel) -> Lease:
         if channel == "event":  # an event is a message of its own
@@ -214,10 +298,10 @@ class Uplink:
                 seq=seq,
                 sent_at=sent_at,
             )
-        return _Outgoing(hut_topic(self.hut_id, channel), payload, lease)
+        return _Outgoing(seq, hut_topic(self.hut_id, channel), payload, lease)
 
     def stop(self) -> None:
-        """Ask ``run`` to send what the spool holds, say offline, and return. If the broker cannot be
-        reached in the time the caller allows, whatever is left simply stays spooled for the next start."""
+        """Ask ``run`` to send what the spool holds, say offline, and return. If that cannot finish in the
+        time the caller allows, whatever is left simply stays spooled for the next start."""
         self._stopping = True
-        self._stop.set()
+        self._wake.set()

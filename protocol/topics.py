@@ -8,11 +8,14 @@ from typing import Literal, get_args
 from healthhut.protocol.errors import ProtocolError
 
 ROOT = "hh/v1"
-Channel = Literal["obs", "wave", "event", "status", "cmd"]
+# obs, wave, event, status: hut to collector. ack (stored), cmd: collector to hut.
+Channel = Literal["obs", "wave", "event", "status", "ack", "cmd"]
 CHANNELS: tuple[str, ...] = get_args(Channel)
 HUT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 _HUT_ID = re.compile(HUT_ID_PATTERN)
 ALERTS = f"{ROOT}/alerts"
+# Retained: a collector says here that it is (again) subscribed, so that huts resend what is unconfirmed.
+COLLECTORS_STATUS = f"{ROOT}/collectors/status"
 
 
 def check_hut_id(hut_id: str) -> str:

@@ -11,7 +11,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AllowInfNan,
@@ -185,6 +185,36 @@ class Status(Envelope):
     state: Literal["online", "offline"]
 
 
+class StoreAck(_Model):
+    """Collector to hut: these messages of yours are handled (stored, or kept as dead letters), so the
+    gateway may let their items go. Sent on ``hh/v1/huts/{hut_id}/ack`` after the database write.
+
+    The broker's PUBACK is not enough: mosquitto snapshots its state only periodically and does not
+    restore shared subscriptions after a restart, so a message it acknowledged can still be lost.
+    """
+
+    schema_version: Literal[1] = Field(default=1, alias="schema")
+    type: Literal["ack"] = "ack"
+    hut_id: HutId
+    boot_id: Token
+    seqs: list[Annotated[int, Field(ge=0)]] = Field(min_length=1, max_length=1000)
+    outcome: Literal["stored", "dead_letter"]
+
+
+class CollectorStatus(_Model):
+    """Retained on ``hh/v1/collectors/status``: a collector is subscribed (again), or has gone.
+
+    After a broker restart the collectors' shared subscriptions are gone until they resubscribe, and
+    whatever huts sent in between reached nobody; this tells them to send it again now.
+    """
+
+    schema_version: Literal[1] = Field(default=1, alias="schema")
+    type: Literal["collector"] = "collector"
+    client_id: Token
+    state: Literal["online", "offline"]
+    at: AwareDatetime
+
+
 Message = ObservationBatch | WaveBatch | DeviceEvent | Status
 # Which message type each hut channel carries.
 MESSAGE_TYPES: dict[str, type[Message]] = {
@@ -316,7 +346,7 @@ def assemble(
     return head[:-1] + b',"' + field + b'":[' + b",".join(items) + b"]}"
 
 
-def encode(message: Message) -> bytes:
+def encode(message: Message | StoreAck | CollectorStatus) -> bytes:
     """Serialise a message to compact JSON bytes."""
     return message.model_dump_json(by_alias=True, exclude_none=True).encode()
 
@@ -330,11 +360,27 @@ def _location(loc: tuple[int | str, ...]) -> str:
 
 def decode(channel: Channel | str, payload: bytes) -> Message:
     """Parse and validate one message from ``channel``. Raises ProtocolError saying what and where."""
-    if len(payload) > MAX_MESSAGE_BYTES:
-        raise ProtocolError("too_large", f"{len(payload)} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit")
     model = MESSAGE_TYPES.get(channel)
     if model is None:
         raise ProtocolError("bad_topic", f"no messages are accepted on channel {channel!r}")
+    return _validate(model, payload)
+
+
+def decode_ack(payload: bytes) -> StoreAck:
+    """Parse a collector's StoreAck; ProtocolError as for :func:`decode`."""
+    return _validate(StoreAck, payload)
+
+
+def decode_collector_status(payload: bytes) -> CollectorStatus:
+    return _validate(CollectorStatus, payload)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _validate(model: type[M], payload: bytes) -> M:
+    if len(payload) > MAX_MESSAGE_BYTES:
+        raise ProtocolError("too_large", f"{len(payload)} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit")
     try:
         raw: Any = json.loads(payload)
     except (ValueError, RecursionError) as exc:

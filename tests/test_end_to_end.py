@@ -15,7 +15,17 @@ import aiomqtt
 
 from healthhut.devstack import LocalStack
 from healthhut.devstack.programs import Programs
-from healthhut.protocol import ObservationBatch, Status, WaveBatch, WaveStrip, decode, encode, hut_topic
+from healthhut.protocol import (
+    ObservationBatch,
+    Status,
+    StoreAck,
+    WaveBatch,
+    WaveStrip,
+    decode,
+    decode_ack,
+    encode,
+    hut_topic,
+)
 from tests.conftest import eventually
 
 SPO2, PULSE = 95, 64
@@ -59,6 +69,7 @@ async def test_simulated_readings_reach_influxdb(stack: LocalStack, tmp_path: Pa
     published: list[tuple[bytes, ObservationBatch]] = []
     strips: list[WaveStrip] = []
     statuses: list[str] = []
+    acks: list[StoreAck] = []
     began = datetime.now(UTC)
 
     def observed() -> int:
@@ -70,7 +81,11 @@ async def test_simulated_readings_reach_influxdb(stack: LocalStack, tmp_path: Pa
         async def watch() -> None:
             async for message in observer.messages:
                 payload = bytes(message.payload)  # type: ignore[arg-type]
-                decoded = decode(str(message.topic).rsplit("/", 1)[1], payload)
+                channel = str(message.topic).rsplit("/", 1)[1]
+                if channel == "ack":
+                    acks.append(decode_ack(payload))
+                    continue
+                decoded = decode(channel, payload)
                 if isinstance(decoded, ObservationBatch):
                     published.append((payload, decoded))
                 elif isinstance(decoded, WaveBatch):
@@ -109,6 +124,9 @@ async def test_simulated_readings_reach_influxdb(stack: LocalStack, tmp_path: Pa
                 assert abs(obs.values["spo2"].value - SPO2) <= 1  # type: ignore[operator]
                 assert abs(obs.values["pulse_rate"].value - PULSE) <= 2  # type: ignore[operator]
             assert [b.seq for _, b in published] == sorted({b.seq for _, b in published})
+            # The collector confirmed every batch it stored, so the gateway could let it go.
+            confirmed = {seq for ack in acks if ack.outcome == "stored" for seq in ack.seqs}
+            assert {b.seq for _, b in published} <= confirmed
 
             # Waveform strips: every sample at its own time, strips back to back at 60 Hz.
             for earlier, later in itertools.pairwise(strips):
@@ -122,7 +140,8 @@ async def test_simulated_readings_reach_influxdb(stack: LocalStack, tmp_path: Pa
             assert ppg_rows(stack, db) == expected_wave
 
             # Status points carry the collector's receive time, so "offline" comes after "online".
-            status = stack.influxd.query('SELECT online FROM "hut_status"', db=db, epoch="ns")
+            # (Filtered by hut: the collector also stores other huts' retained statuses from this broker.)
+            status = stack.influxd.query(f"SELECT online FROM \"hut_status\" WHERE hut = '{hut}'", db=db, epoch="ns")
             assert [row[1] for row in status["results"][0]["series"][0]["values"]] == [1.0, 0.0]
 
             # A redelivered batch (the very same bytes, twice) adds no point. The collector handles

@@ -10,13 +10,12 @@ from healthhut.drivers.base import DecodeError
 from healthhut.drivers.contec_cms50.codec import SAMPLE_RATE_HZ, numerics_reading
 from healthhut.protocol import Flag, Kind, Reading, Strip
 
-# Every byte after a packet's type byte has bit 7 set; the type byte alone has it clear (README, Protocol).
+# Every byte after a packet's type byte has bit 7 set; only the type byte has it clear (README, Protocol, 9-byte).
 HIGH_BIT = 0x80
 REALTIME_TYPE = 0x01
-REALTIME_PACKET_LEN = 9
 
 # Data bytes that follow the type and high bytes, per device-to-host packet type of the V7.0 protocol
-# (README, Sources 11 and 12). A type not in this table is not part of the protocol.
+# (README, Sources 12 and 13). A type not in this table is not part of the protocol.
 DATA_LENGTHS: Mapping[int, int] = MappingProxyType(
     {
         0x01: 7,  # real-time data

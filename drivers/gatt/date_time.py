@@ -1,7 +1,5 @@
-"""GATT Date Time (7 bytes, local time, no zone) and Current Time (0x2A2B, 10 bytes) values.
-
-The device's clock carries no zone, so a Date Time becomes a datetime only with the device's ``tz``.
-"""
+"""GATT Date Time (7 bytes, the device's wall clock, no zone) and Current Time (0x2A2B) values; a Date Time
+becomes a datetime only with the device's ``tz``."""
 
 from __future__ import annotations
 
@@ -117,7 +115,9 @@ def current_time_for(
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     local = now.astimezone(tz)
-    return CurrentTime(DateTime.from_datetime(local), local.isoweekday(), local.microsecond * 256 // 1_000_000, adjust_reason)
+    return CurrentTime(
+        DateTime.from_datetime(local), local.isoweekday(), local.microsecond * 256 // 1_000_000, adjust_reason
+    )
 
 
 def encode_current_time(value: CurrentTime) -> bytes:

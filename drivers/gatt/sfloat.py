@@ -1,7 +1,5 @@
-"""IEEE 11073-20601 SFLOAT (16-bit) and FLOAT (32-bit), exactly: the mantissa and exponent as sent.
-
-A value keeps its own resolution (2.0 is not 2.00) and its special meaning (NaN, NRes, ±INF, reserved).
-"""
+"""IEEE 11073-20601 SFLOAT (16-bit) and FLOAT (32-bit), exactly as sent: mantissa and exponent, so a value
+keeps its resolution (2.0 is not 2.00) and its special meaning (NaN, NRes, ±INF, reserved)."""
 
 from __future__ import annotations
 

@@ -1,28 +1,24 @@
-"""Exact unit conversion into the vocabulary's units (DESIGN.md, Vocabulary), in decimal arithmetic.
-
-A converted value is rounded half-even to 6 decimal places: finer than any device's resolution, and it keeps
-binary artefacts such as 36.99999999999999 (98.6 °F) away from alert thresholds.
-"""
+"""Exact unit conversion into the vocabulary's units (DESIGN.md), in decimal arithmetic, rounded half-even to
+6 places: finer than any device, and no 36.99999999999999 (98.6 °F) slips under an alert threshold."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 
+from healthhut.drivers.gatt.sfloat import MedFloat
 from healthhut.protocol import Flag, Quantity
 from healthhut.protocol.vocabulary import KG_PER_LB, MG_DL_PER_MMOL_L, MMHG_PER_KPA
 
-from healthhut.drivers.gatt.sfloat import MedFloat
-
 # FLOAT reaches 10^127; the context must hold such a number and its decimals without rounding.
-_CONTEXT = Context(prec=200)
+_CONTEXT = Context(prec=200, rounding=ROUND_HALF_EVEN)
 _PLACES = Decimal("0.000001")
 
 Convert = Callable[[Decimal], Decimal]
 
 
 def _rounded(value: Decimal) -> Decimal:
-    return _CONTEXT.quantize(value, _PLACES, rounding=ROUND_HALF_EVEN) if value.is_finite() else value
+    return _CONTEXT.quantize(value, _PLACES)
 
 
 def kpa_to_mmhg(kpa: Decimal) -> Decimal:

@@ -3,6 +3,7 @@
 The simulator keeps both ends open so the line stays up between gateway restarts. Like a real device
 nobody reads, bytes that the gateway does not collect are lost rather than queued: when more than
 ``stale_limit`` bytes wait unread, the simulator flushes them. Closing the link is how an unplug looks.
+What the gateway writes (a start command, keep-alives) can be read back with :meth:`PtyLink.read`.
 """
 
 from __future__ import annotations
@@ -65,6 +66,19 @@ class PtyLink:
         self.bytes_written += written
         self.bytes_dropped += len(data) - written
         return written
+
+    def read(self) -> bytes:
+        """What the gateway wrote to the device since the last call; b"" when nothing (or unplugged)."""
+        if self._master < 0:
+            return b""
+        try:
+            return os.read(self._master, 4096)
+        except BlockingIOError:
+            return b""
+        except OSError as exc:
+            if exc.errno != errno.EIO:
+                raise
+            return b""
 
     def close(self) -> None:
         """Unplug: the gateway's next read fails, as with a pulled USB cable."""

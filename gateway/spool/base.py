@@ -115,7 +115,8 @@ def plan_eviction(stored: Sequence[tuple[int, Priority, int]], need_bytes: int, 
     for rowid, priority, size in sorted(stored, key=lambda row: (row[1], row[0])):
         if freed >= need_bytes:
             break
-        if priority > up_to:
+        # A gap record is never evicted: that would make a loss silent.
+        if priority > up_to or priority == Priority.GAP:
             break
         chosen.append(rowid)
         freed += size

@@ -69,6 +69,7 @@ class SqliteSpool:
         self.commits = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
         self._db = self._connect(path)
+        self._page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
         size, depth = self._db.execute("SELECT COALESCE(SUM(size), 0), COUNT(*) FROM items").fetchone()
         self._size, self._depth = int(size), int(depth)
         self._leased: set[int] = set()
@@ -82,6 +83,10 @@ class SqliteSpool:
         db.execute("PRAGMA journal_mode=WAL")
         # FULL: a commit returns only after the WAL is fsync'd. NORMAL would only flush.
         db.execute("PRAGMA synchronous=FULL")
+        # Keep the WAL small (it is disk the quota does not see): checkpoint every 1 MiB and truncate
+        # it back to that after a checkpoint.
+        db.execute("PRAGMA wal_autocheckpoint=256")
+        db.execute(f"PRAGMA journal_size_limit={1024 * 1024}")
         db.executescript(_SCHEMA)
         return db
 
@@ -162,9 +167,11 @@ class SqliteSpool:
         return size, depth, evicted
 
     def _room(self) -> int:
-        """Bytes the spool may hold: the quota, or less when the filesystem is nearly full."""
+        """Bytes the spool may hold: the quota, or less when the filesystem is nearly full. Free pages
+        inside the database count as room: SQLite reuses them, though it never gives them back."""
         stats = os.statvfs(self._folder)
-        free = stats.f_bavail * stats.f_frsize - DISK_RESERVE_BYTES
+        free_pages = int(self._db.execute("PRAGMA freelist_count").fetchone()[0])
+        free = stats.f_bavail * stats.f_frsize + free_pages * self._page_size - DISK_RESERVE_BYTES
         return min(self.quota_bytes, self._size + max(0, free))
 
     def _make_room(self, item: SpoolItem, pending_size: int, room: int) -> tuple[int, int, int, int]:

@@ -89,9 +89,8 @@ def main() -> None:
         f"commits per run {commits})"
     )
     print(f"  persist-queue:   {pq_median:8.0f} durable puts/s  (runs {[round(r) for r in theirs]})")
-    print(
-        f"spool: durable_per_s={spool_median:.0f} persistqueue_per_s={pq_median:.0f} ratio={spool_median / pq_median:.1f}"
-    )
+    ratio = spool_median / pq_median
+    print(f"spool: durable_per_s={spool_median:.0f} persistqueue_per_s={pq_median:.0f} ratio={ratio:.1f}")
 
 
 if __name__ == "__main__":

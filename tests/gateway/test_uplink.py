@@ -29,7 +29,10 @@ from healthhut.protocol import (
     Quantity,
     Reading,
     Status,
+    StoreAck,
     decode,
+    encode,
+    hut_topic,
     observation_from_reading,
 )
 from healthhut.protocol.wire import MAX_MESSAGE_BYTES
@@ -47,15 +50,21 @@ def observation(hut: str, n: int, rr: int = 0) -> Observation:
 
 
 async def collect(port: int, hut: str, into: list[Message], connected: asyncio.Event) -> None:
-    """Subscribe, and subscribe again whenever the broker comes back."""
+    """Stands in for the collector: records what arrives and confirms it as stored. Subscribes again
+    whenever the broker comes back. (The end-to-end and fault tests use the real collector.)"""
     while True:
         try:
             async with aiomqtt.Client("127.0.0.1", port) as client:
-                await client.subscribe(f"hh/v1/huts/{hut}/#", qos=1)
+                for channel in ("obs", "wave", "event", "status"):
+                    await client.subscribe(f"hh/v1/huts/{hut}/{channel}", qos=1)
                 connected.set()
                 async for message in client.messages:
                     channel = str(message.topic).rsplit("/", 1)[1]
-                    into.append(decode(channel, bytes(message.payload)))  # type: ignore[arg-type]
+                    decoded = decode(channel, bytes(message.payload))  # type: ignore[arg-type]
+                    into.append(decoded)
+                    if not isinstance(decoded, Status):
+                        ack = StoreAck(hut_id=hut, boot_id=decoded.boot_id, seqs=[decoded.seq], outcome="stored")
+                        await client.publish(hut_topic(hut, "ack"), encode(ack), qos=1)
         except aiomqtt.MqttError:
             connected.clear()
             await asyncio.sleep(0.05)
@@ -87,7 +96,9 @@ def gateway_config(tmp_path: Path, hut: str, port: int, **uplink: float) -> Gate
 async def test_spooled_readings_survive_a_broker_restart(tmp_path: Path, unique: str) -> None:
     hut = f"hut-{unique}"
     with LocalStack(tmp_path / "servers", influxd=False, victoria=False) as stack:  # a broker this test kills
-        config = gateway_config(tmp_path, hut, stack.mosquitto.port)
+        # What the killed broker had accepted but not delivered is lost with it; the gateway sends it
+        # again when no store confirmation comes.
+        config = gateway_config(tmp_path, hut, stack.mosquitto.port, store_ack_timeout_s=2)
         spool, _ = open_spool(tmp_path / "spool.sqlite", 10**8, gap_item)
         outbox = Outbox(spool)
         uplink = Uplink(config, GatewayState(config.state_dir), spool)
@@ -151,7 +162,7 @@ async def test_refused_messages_stay_until_the_broker_allows(tmp_path: Path, uni
             await subscribed.wait()
             await Outbox(spool).observation(observation(hut, 1))
             await eventually(lambda: uplink.stats.refused >= 2)
-            assert spool.depth == 1 and uplink.stats.published_items == 0
+            assert spool.depth == 1 and uplink.stats.published_messages == 0
             acl.write_text("topic readwrite hh/#\n")
             os.kill(stack.mosquitto.pid or 0, signal.SIGHUP)  # mosquitto rereads its ACL on SIGHUP
             await eventually(lambda: delivered(received) == [1])
@@ -174,3 +185,35 @@ def test_assembled_batches_decode_like_encoded_ones(channel: str) -> None:
     bodies = [i.model_dump_json(exclude_none=True).encode() for i in items]  # type: ignore[attr-defined]
     spliced = assemble(channel, bodies, hut_id="hut-1", boot_id="b", seq=9, sent_at=now)  # type: ignore[arg-type]
     assert decode(channel, spliced) == model == decode(channel, encode(model))
+
+
+async def test_items_stay_until_the_collector_confirms(stack: LocalStack, tmp_path: Path, unique: str) -> None:
+    """A PUBACK alone does not free the spool: without a StoreAck the message is sent again."""
+    hut = f"hut-{unique}"
+    config = gateway_config(tmp_path, hut, stack.mosquitto.port, store_ack_timeout_s=0.5)
+    spool = MemorySpool(10**8, gap_item)
+    uplink = Uplink(config, GatewayState(config.state_dir), spool)
+    seen: list[bytes] = []
+
+    async def silent_collector(ready: asyncio.Event) -> None:
+        async with aiomqtt.Client("127.0.0.1", stack.mosquitto.port) as client:
+            await client.subscribe(f"hh/v1/huts/{hut}/obs", qos=1)
+            ready.set()
+            async for message in client.messages:
+                seen.append(bytes(message.payload))  # type: ignore[arg-type]
+
+    ready = asyncio.Event()
+    async with running(silent_collector(ready)):
+        await ready.wait()
+        async with running(uplink.run()):
+            await Outbox(spool).observation(observation(hut, 1))
+            await eventually(lambda: len(seen) >= 3)
+            assert spool.depth == 1 and uplink.stats.resent >= 2
+            # The resends are the very same message: same number, same bytes.
+            assert len(set(seen)) == 1
+            first = decode("obs", seen[0])
+            async with aiomqtt.Client("127.0.0.1", stack.mosquitto.port) as collector:
+                ack = StoreAck(hut_id=hut, boot_id=first.boot_id, seqs=[first.seq], outcome="stored")
+                await collector.publish(hut_topic(hut, "ack"), encode(ack), qos=1)
+            await eventually(lambda: spool.depth == 0)
+            assert uplink.stats.stored_items == 1

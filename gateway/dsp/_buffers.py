@@ -1,0 +1,67 @@
+"""Bounded stream history addressed by absolute sample index, and per-block statistics of a stretch."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from healthhut.gateway.dsp.filters import FloatArray
+
+
+class History:
+    """At least the most recent ``capacity`` samples of a stream, kept as the chunks that arrived.
+
+    Appending costs nothing but a reference; ``get(a, b)`` joins the chunks that cover samples ``a..b-1``.
+    """
+
+    __slots__ = ("_capacity", "_chunks", "_n", "_start")
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._chunks: deque[FloatArray] = deque()
+        self._start = 0  # absolute index of the first sample of the first chunk held
+        self._n = 0
+
+    @property
+    def end(self) -> int:
+        return self._n
+
+    @property
+    def start(self) -> int:
+        return self._start
+
+    def append(self, x: FloatArray) -> None:
+        if not x.size:
+            return
+        self._chunks.append(x)
+        self._n += x.size
+        while self._chunks and self._n - (self._start + self._chunks[0].size) >= self._capacity:
+            self._start += self._chunks.popleft().size
+
+    def get(self, a: int, b: int) -> FloatArray:
+        if a < self._start or b > self._n or a > b:
+            raise IndexError(f"samples {a}..{b} are not held (have {self._start}..{self._n})")
+        parts: list[FloatArray] = []
+        position = self._start
+        for chunk in self._chunks:
+            stop = position + chunk.size
+            if stop > a and position < b:
+                parts.append(chunk[max(0, a - position) : min(chunk.size, b - position)])
+            if stop >= b:
+                break
+            position = stop
+        return np.concatenate(parts) if parts else np.empty(0)
+
+
+def block_stats(raw: FloatArray, slope: FloatArray, size: int) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Minimum and maximum of ``raw`` and maximum of ``slope`` per block of ``size`` samples (last may be short)."""
+    full = (raw.size // size) * size
+    lows = raw[:full].reshape(-1, size).min(axis=1)
+    highs = raw[:full].reshape(-1, size).max(axis=1)
+    slopes = slope[:full].reshape(-1, size).max(axis=1)
+    if full < raw.size:
+        lows = np.append(lows, raw[full:].min())
+        highs = np.append(highs, raw[full:].max())
+        slopes = np.append(slopes, slope[full:].max())
+    return lows, highs, slopes
