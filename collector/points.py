@@ -46,6 +46,9 @@ def observation_points(obs: Observation) -> list[Point]:
         else:
             point.field(name, float(quantity.value))
     point.field("flags", ",".join(obs.flags))
+    point.field("fit_for_alerting", obs.fit_for_alerting)
+    if obs.findings:
+        point.field("findings", ",".join(obs.findings))
     point.field("obs_id", obs.id)
     point.field("clock_gateway", obs.clock == "gateway")
     return [point.time(_ns(obs.measured_at), WritePrecision.NS)]

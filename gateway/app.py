@@ -56,6 +56,7 @@ class Gateway:
                 state=self.state,
                 outbox=self.outbox,
                 clock_check=clock_check,
+                mains_hz=config.signal.mains_hz,
             )
             for device in config.device_configs
         ]

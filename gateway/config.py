@@ -7,7 +7,7 @@ wrong key in a device entry is reported with the file, the line and the key.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints
 
@@ -40,6 +40,11 @@ class ClockConfig(FrozenConfig):
     max_device_skew_s: float = Field(default=300, gt=0)
 
 
+class SignalConfig(FrozenConfig):
+    # Mains frequency for the ECG notch filter: 50 Hz in China, 60 Hz in some other countries.
+    mains_hz: Literal[50, 60] = 50
+
+
 class SpoolConfig(FrozenConfig):
     # Default: spool.sqlite in state_dir.
     path: Path | None = None
@@ -53,6 +58,7 @@ class GatewayConfig(FrozenConfig):
     uplink: UplinkConfig = UplinkConfig()
     spool: SpoolConfig = SpoolConfig()
     clock: ClockConfig = ClockConfig()
+    signal: SignalConfig = SignalConfig()
     devices: list[dict[str, Any]] = Field(default_factory=list)
     # Filled by load_config from ``devices``; not a TOML key.
     device_configs: tuple[DeviceConfig, ...] = Field(default=(), exclude=True)

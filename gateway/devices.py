@@ -15,11 +15,12 @@ from datetime import UTC, datetime, timedelta
 
 from healthhut.drivers import DeviceConfig, DriverSpec, StreamDecoder
 from healthhut.gateway.backoff import Backoff
+from healthhut.gateway.checks import Verdict, analyse_strip, check_spot
 from healthhut.gateway.clock import ClockCheck
 from healthhut.gateway.outbox import Outbox
 from healthhut.gateway.state import GatewayState
 from healthhut.gateway.transports import ByteStream, TransportError, open_serial
-from healthhut.protocol import Device, Kind, Reading, observation_from_reading, strip_from_reading
+from healthhut.protocol import Device, Flag, Kind, Reading, observation_from_reading, strip_from_reading
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class DeviceSession:
         state: GatewayState,
         outbox: Outbox,
         clock_check: ClockCheck | None = None,
+        mains_hz: float = 50.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.config = config
@@ -49,6 +51,7 @@ class DeviceSession:
         self.outbox = outbox
         self.clock = clock
         self.clock_check = clock_check or ClockCheck(timedelta(seconds=300))
+        self.mains_hz = mains_hz
         self.device = Device(driver=spec.name, device_id=config.name)
         self.report_interval = float(getattr(config, "report_interval_s", 0.0))
         self.readings = 0
@@ -139,8 +142,10 @@ class DeviceSession:
                     await self.outbox.event("device_error", self.device, frame_errors=new_errors)
 
     async def handle(self, reading: Reading) -> None:
-        """Turn one decoded reading into an observation or a strip, at most one per report interval."""
+        """Check one decoded reading and spool it: a strip (and what its analysis found), or a spot
+        observation, at most one per report interval."""
         now = self.clock()
+        clock_flags = self.clock_check.flags(reading.measured_at, now)
         if reading.strip is not None:
             strip = strip_from_reading(
                 reading,
@@ -150,16 +155,25 @@ class DeviceSession:
                 device_seq=self.state.next_device_seq(self.config.name),
                 seq_epoch=self.state.epoch,
                 start=self._strip_start(reading.strip.channel, now, len(reading.strip.raw) / reading.strip.fs),
-                extra_flags=self.clock_check.flags(reading.measured_at, now),
+                extra_flags=clock_flags,
             )
             await self.outbox.strip(strip)
+            analysis = await analyse_strip(reading, self.mains_hz)
+            if analysis is not None:
+                await self._observe(analysis.summary, analysis.verdict, clock_flags, now)
             return
         stamp = time.monotonic()
         last = self._last_report.get(reading.kind)
         if last is not None and stamp - last < self.report_interval:
             return
         self._last_report[reading.kind] = stamp
+        await self._observe(reading, check_spot(reading), clock_flags, now)
+
+    async def _observe(self, reading: Reading, verdict: Verdict, clock_flags: frozenset[Flag], now: datetime) -> None:
         self.readings += 1
+        if not verdict.fit_for_alerting:
+            # Reasons name the problem, never the value (no health values at INFO).
+            log.info("device %s: reading unfit for alerting (%s)", self.config.name, "; ".join(verdict.reasons))
         await self.outbox.observation(
             observation_from_reading(
                 reading,
@@ -168,7 +182,10 @@ class DeviceSession:
                 received_at=now,
                 device_seq=self.state.next_device_seq(self.config.name),
                 seq_epoch=self.state.epoch,
-                extra_flags=self.clock_check.flags(reading.measured_at, now),
+                extra_flags=verdict.flags | clock_flags,
+                fit_for_alerting=verdict.fit_for_alerting,
+                quality_reasons=verdict.reasons,
+                findings=verdict.findings,
             )
         )
 

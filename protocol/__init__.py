@@ -3,7 +3,7 @@
 from healthhut.protocol.errors import ProtocolError
 from healthhut.protocol.reading import Quantity, Reading, Strip
 from healthhut.protocol.topics import hut_filter, hut_topic, parse_hut_topic, shared
-from healthhut.protocol.vocabulary import KINDS, Flag, Kind, KindSpec, ValueSpec, value_spec
+from healthhut.protocol.vocabulary import KINDS, Finding, Flag, Kind, KindSpec, ValueSpec, value_spec
 from healthhut.protocol.wire import (
     MAX_MESSAGE_BYTES,
     SCHEMA_VERSION,
@@ -37,6 +37,7 @@ __all__ = [
     "Device",
     "DeviceEvent",
     "Envelope",
+    "Finding",
     "Flag",
     "Kind",
     "KindSpec",

@@ -47,6 +47,16 @@ class Flag(StrEnum):
     VALUE_UNAVAILABLE = "value_unavailable"
 
 
+class Finding(StrEnum):
+    """What a waveform's analysis found about the rhythm: clinical findings, not quality flags."""
+
+    POSSIBLE_AF = "possible_af"
+    PAUSE = "pause"
+    ASYSTOLE = "asystole"
+    BRADYCARDIA = "bradycardia"
+    TACHYCARDIA = "tachycardia"
+
+
 @dataclass(frozen=True, slots=True)
 class ValueSpec:
     """One named value of a kind: its UCUM unit and its codes."""

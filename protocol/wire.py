@@ -28,7 +28,7 @@ from pydantic import (
 from healthhut.protocol.errors import ProtocolError
 from healthhut.protocol.reading import Reading
 from healthhut.protocol.topics import HUT_ID_PATTERN, Channel
-from healthhut.protocol.vocabulary import KINDS, Flag, Kind, value_problem
+from healthhut.protocol.vocabulary import KINDS, Finding, Flag, Kind, value_problem
 from healthhut.protocol.waveform import MAX_SAMPLES, pack_samples, unpack_samples
 
 SCHEMA_VERSION = 1
@@ -41,6 +41,7 @@ LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 HutId = Annotated[str, StringConstraints(pattern=HUT_ID_PATTERN)]
 Token = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
+Reason = Annotated[str, StringConstraints(max_length=200)]
 ObservationId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
 
 
@@ -95,6 +96,14 @@ class Observation(_Model):
     clock: Literal["device", "gateway"]
     device_seq: int | None = Field(default=None, ge=0)
     subject: Subject | None = None
+    # False when the gateway's checks (limits, plausibility, the device's own status, signal quality)
+    # say this reading must not alert a clinician; it is still stored, with its raw values.
+    fit_for_alerting: bool = True
+    # Why it is unfit, in words that carry no measured value.
+    quality_reasons: list[Annotated[str, StringConstraints(max_length=200)]] = Field(
+        default_factory=list, max_length=32
+    )
+    findings: list[Finding] = Field(default_factory=list, max_length=len(Finding))
 
     _storable = field_validator("measured_at", "received_at", "device_time")(_storable_time)
 
@@ -253,6 +262,9 @@ def observation_from_reading(
     seq_epoch: str = "",
     extra_flags: frozenset[Flag] = frozenset(),
     subject: Subject | None = None,
+    fit_for_alerting: bool = True,
+    quality_reasons: tuple[str, ...] = (),
+    findings: frozenset[Finding] = frozenset(),
 ) -> Observation:
     """Build the Observation for a Reading. The id keys on the device clock when there is one."""
     key: datetime | int = device_seq if reading.measured_at is None else reading.measured_at
@@ -273,6 +285,9 @@ def observation_from_reading(
         clock="device" if reading.measured_at is not None else "gateway",
         device_seq=device_seq,
         subject=subject,
+        fit_for_alerting=fit_for_alerting,
+        quality_reasons=list(quality_reasons),
+        findings=sorted(findings),
     )
 
 

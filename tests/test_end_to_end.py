@@ -73,7 +73,7 @@ async def test_simulated_readings_reach_influxdb(stack: LocalStack, tmp_path: Pa
     began = datetime.now(UTC)
 
     def observed() -> int:
-        return sum(len(batch.observations) for _, batch in published)
+        return sum(1 for _, batch in published for obs in batch.observations if obs.kind == "spo2")
 
     async with aiomqtt.Client("127.0.0.1", stack.mosquitto.port) as observer:
         await observer.subscribe(f"hh/v1/huts/{hut}/#", qos=1)
@@ -109,7 +109,10 @@ async def test_simulated_readings_reach_influxdb(stack: LocalStack, tmp_path: Pa
             await eventually(lambda: statuses[-1:] == ["offline"])
             watcher.cancel()
             ended = datetime.now(UTC)
-            observations = [obs for _, batch in published for obs in batch.observations]
+            everything = [obs for _, batch in published for obs in batch.observations]
+            observations = [obs for obs in everything if obs.kind == "spo2"]
+            # Every strip was analysed too: a ppg observation carries its pulse rate and quality.
+            assert {obs.kind for obs in everything} == {"spo2", "ppg"}
 
             # Every published observation is in InfluxDB exactly once, with the same values and time.
             await eventually(lambda: len(spo2_rows(stack, db)) >= len(observations))

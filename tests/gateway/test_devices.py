@@ -59,13 +59,19 @@ async def test_session_reads_survives_garbage_and_unplug(tmp_path: Path) -> None
         with contextlib.suppress(asyncio.CancelledError):
             await task
         link.close()
-    observations = [Observation.model_validate_json(item.body) for item in spooled(spool, "obs")]
-    assert all(o.kind is Kind.SPO2 and o.device.device_id == "ox-1" for o in observations)
+    everything = [Observation.model_validate_json(item.body) for item in spooled(spool, "obs")]
+    observations = [o for o in everything if o.kind is Kind.SPO2]
+    # Each pleth strip was analysed: a ppg observation with its signal quality. (One-second strips are
+    # too short for a pulse rate; tests/dsp checks the rates.)
+    summaries = [o for o in everything if o.kind is Kind.PPG]
+    assert summaries and len(summaries) + len(observations) == len(everything)
+    assert all("signal_quality" in o.values for o in summaries)
+    assert all(o.device.device_id == "ox-1" for o in everything)
     assert all(abs(o.values["spo2"].value - 96) <= 1 for o in observations)  # type: ignore[operator]
     seqs = [o.device_seq for o in observations]
     assert len(set(seqs)) == len(seqs), "every observation has its own device number"
     assert len({o.id for o in observations}) == len(observations)
-    assert [item.key for item in spooled(spool, "obs")] == [o.id for o in observations]
+    assert [item.key for item in spooled(spool, "obs")] == [o.id for o in everything]
     strips = [WaveStrip.model_validate_json(item.body) for item in spooled(spool, "wave")]
     assert all(s.n == 60 and s.fs == 60 for s in strips)
     assert events() == ["connected", "disconnected", "connected"]

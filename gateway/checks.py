@@ -1,0 +1,81 @@
+"""The gateway's checks between a device and the spool: plausibility of every spot reading, and the
+analysis of every waveform strip (rate, quality, rhythm findings), via ``healthhut.gateway.dsp``.
+
+Spot checks are pure Python and run inline. Waveform analysis loads numpy/scipy on first use and runs
+in a worker thread, so a 10-second strip never stalls the event loop that reads the devices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from healthhut.gateway.dsp.spot import check_reading
+from healthhut.protocol import KINDS, Finding, Flag, Kind, Quantity, Reading
+
+# Display pleth of a CMS50 is 0..127; knowing the rails lets the analysis spot clipping.
+PLETH_RAILS = (0.0, 127.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the checks add to a reading before it is spooled."""
+
+    flags: frozenset[Flag]
+    fit_for_alerting: bool
+    reasons: tuple[str, ...] = ()
+    findings: frozenset[Finding] = frozenset()
+
+
+def check_spot(reading: Reading) -> Verdict:
+    spot = check_reading(reading)
+    return Verdict(spot.flags, spot.fit_for_alerting, spot.reasons)
+
+
+@dataclass(frozen=True, slots=True)
+class StripAnalysis:
+    """A waveform strip's derived reading (rate, quality, flags) and its verdict."""
+
+    summary: Reading
+    verdict: Verdict
+
+
+def _analyse(reading: Reading, mains_hz: float) -> StripAnalysis | None:
+    strip = reading.strip
+    assert strip is not None
+    import numpy as np
+
+    samples = np.asarray(strip.raw, dtype=np.float64) * strip.gain + strip.offset
+    if reading.kind is Kind.ECG:
+        from healthhut.gateway.dsp.ecg import analyze_ecg
+
+        ecg = analyze_ecg(samples, strip.fs, mains_hz=mains_hz)
+        values: dict[str, Quantity] = {"signal_quality": Quantity(round(ecg.signal_quality, 3), "1")}
+        if ecg.heart_rate is not None:
+            values["heart_rate"] = Quantity(round(ecg.heart_rate, 1), "/min")
+        if ecg.rr_intervals_ms:
+            values["rr_intervals"] = Quantity(tuple(round(rr, 1) for rr in ecg.rr_intervals_ms), "ms")
+        findings = frozenset(Finding(finding.value) for finding in ecg.rhythm)
+        flags, fit = ecg.flags | reading.flags, ecg.fit_for_alerting and Flag.LEAD_OFF not in reading.flags
+    elif reading.kind is Kind.PPG:
+        from healthhut.gateway.dsp.ppg import analyze_ppg
+
+        raw_intensity = strip.channel in ("red", "ir")
+        ppg = analyze_ppg(samples, strip.fs, raw_intensity=raw_intensity, rails=None if raw_intensity else PLETH_RAILS)
+        values = {"signal_quality": Quantity(round(ppg.signal_quality, 3), "1")}
+        if ppg.pulse_rate is not None:
+            values["pulse_rate"] = Quantity(round(ppg.pulse_rate, 1), "/min")
+        findings = frozenset()
+        flags, fit = ppg.flags | reading.flags, ppg.fit_for_alerting
+    else:
+        return None
+    reasons = tuple(f"{reading.kind.value} strip: {flag.value}" for flag in sorted(flags))
+    summary = Reading(kind=reading.kind, values=values, flags=flags, measured_at=reading.measured_at)
+    return StripAnalysis(summary, Verdict(flags, fit and bool(values.keys() - {"signal_quality"}), reasons, findings))
+
+
+async def analyse_strip(reading: Reading, mains_hz: float = 50.0) -> StripAnalysis | None:
+    """Analyse an ECG or PPG strip off the event loop; None for a kind with no analysis."""
+    if reading.strip is None or not KINDS[reading.kind].waveform:
+        return None
+    return await asyncio.to_thread(_analyse, reading, mains_hz)
