@@ -16,6 +16,7 @@ from healthhut.gateway.devices import DeviceSession
 from healthhut.gateway.outbox import Outbox, gap_item
 from healthhut.gateway.spool import open_spool
 from healthhut.gateway.state import GatewayState
+from healthhut.gateway.transports import BleCentral
 from healthhut.gateway.uplink import Uplink
 
 log = logging.getLogger(__name__)
@@ -47,16 +48,20 @@ class Gateway:
         )
         self.outbox = Outbox(self.spool)
         clock_check = ClockCheck(timedelta(seconds=config.clock.max_device_skew_s))
+        specs = {device.name: get_driver(device.driver) for device in config.device_configs}
+        # One shared scanner for all BLE devices: BlueZ allows one discovery per client.
+        self.central = BleCentral() if any(spec.transport == "ble" for spec in specs.values()) else None
         self.uplink = Uplink(config, self.state, self.spool)
         self.sessions = [
             DeviceSession(
                 device,
-                get_driver(device.driver),
+                specs[device.name],
                 hut_id=config.hut_id,
                 state=self.state,
                 outbox=self.outbox,
                 clock_check=clock_check,
                 mains_hz=config.signal.mains_hz,
+                central=self.central,
             )
             for device in config.device_configs
         ]
@@ -78,6 +83,7 @@ class Gateway:
             await self.outbox.event("spool_reset", problem=self.spool_problem)
         async with asyncio.TaskGroup() as group:
             uplink_task = group.create_task(self.uplink.run(), name="uplink")
+            central_task = group.create_task(self.central.run(), name="ble-central") if self.central else None
             device_tasks = [
                 group.create_task(
                     supervised(f"device:{session.config.name}", session.run, self._crashed(session)),
@@ -89,6 +95,8 @@ class Gateway:
             log.info("stopping: %d item(s) still to send", self.spool.depth)
             for task in device_tasks:
                 task.cancel()
+            if central_task is not None:
+                central_task.cancel()
             await self.outbox.event("stopping")
             self.uplink.stop()
             try:

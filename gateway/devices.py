@@ -13,13 +13,24 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from healthhut.drivers import DeviceConfig, DriverSpec, StreamDecoder
+from healthhut.drivers import DeviceConfig, DriverSpec, GattDecoder, StreamDecoder
+from healthhut.drivers.gatt.racp import racp_report_after, racp_report_all
 from healthhut.gateway.backoff import Backoff
 from healthhut.gateway.checks import Verdict, analyse_strip, check_spot
 from healthhut.gateway.clock import ClockCheck
 from healthhut.gateway.outbox import Outbox
 from healthhut.gateway.state import GatewayState
-from healthhut.gateway.transports import ByteStream, TransportError, open_serial
+from healthhut.gateway.transports import (
+    BleCentral,
+    BleConnected,
+    BleDisconnected,
+    BleEvent,
+    BleValue,
+    ByteStream,
+    TransportError,
+    open_serial,
+    run_ble_device,
+)
 from healthhut.protocol import Device, Flag, Kind, Reading, observation_from_reading, strip_from_reading
 
 log = logging.getLogger(__name__)
@@ -42,6 +53,7 @@ class DeviceSession:
         outbox: Outbox,
         clock_check: ClockCheck | None = None,
         mains_hz: float = 50.0,
+        central: BleCentral | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.config = config
@@ -52,6 +64,7 @@ class DeviceSession:
         self.clock = clock
         self.clock_check = clock_check or ClockCheck(timedelta(seconds=300))
         self.mains_hz = mains_hz
+        self.central = central
         self.device = Device(driver=spec.name, device_id=config.name)
         self.report_interval = float(getattr(config, "report_interval_s", 0.0))
         self.readings = 0
@@ -69,6 +82,9 @@ class DeviceSession:
         return await open_serial(path, link.settings)
 
     async def run(self) -> None:
+        if self.spec.transport == "ble":
+            await self._run_ble()
+            return
         backoff = Backoff(0.2, 10.0)
         failures = 0
         while True:
@@ -95,6 +111,65 @@ class DeviceSession:
                 await stream.close()
             await self.outbox.event("disconnected", self.device)
             await backoff.wait()
+
+    async def _run_ble(self) -> None:
+        """A BLE device: the transport connects whenever it advertises and hands over characteristic
+        values, which the driver's GATT decoder turns into readings."""
+        if self.central is None:
+            raise TransportError(self.config.name, "BLE devices need the gateway's BLE central")
+        decoder = self.spec.decoder(self.config)
+        if not isinstance(decoder, GattDecoder):
+            raise TransportError(self.config.name, f"driver {self.spec.name} does not decode GATT values")
+        events: asyncio.Queue[BleEvent] = asyncio.Queue()
+
+        def racp_command() -> bytes | None:
+            # Only what is new since the last record this gateway saw (all of them after a restart:
+            # records keep their device timestamps, so their observation ids deduplicate them).
+            last = getattr(decoder, "last_sequence_number", None)
+            return racp_report_all() if last is None else racp_report_after(last)
+
+        link = asyncio.create_task(
+            run_ble_device(
+                self.spec,
+                self.config,
+                self.central,
+                lambda characteristic, data: events.put_nowait(BleValue(characteristic, data)),
+                on_event=events.put_nowait,
+                racp_command=racp_command if self.spec.ble is not None and self.spec.ble.racp else None,
+            ),
+            name=f"ble-link:{self.config.name}",
+        )
+        try:
+            while True:
+                event = await events.get()
+                await self._ble_event(event, decoder)
+        finally:
+            link.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await link
+
+    async def _ble_event(self, event: BleEvent, decoder: GattDecoder) -> None:
+        if isinstance(event, BleValue):
+            self.last_contact = self.clock()
+            errors = decoder.frame_errors
+            for reading in decoder.on_value(event.characteristic, event.data):
+                await self.handle(reading)
+            if decoder.frame_errors > errors:
+                await self.outbox.event("device_error", self.device, malformed_values=decoder.frame_errors - errors)
+        elif isinstance(event, BleConnected):
+            self.connected = True
+            self._next_strip_start.clear()
+            await self.outbox.event("connected", self.device)
+        elif isinstance(event, BleDisconnected):
+            self.connected = False
+            # A measurement held back for its context (glucose) must not be lost with the link.
+            flush = getattr(decoder, "flush", None)
+            for reading in flush() if callable(flush) else []:
+                await self.handle(reading)
+            await self.outbox.event("disconnected", self.device)
+        elif event.failures in (3, 10) or event.failures % 50 == 0:
+            # A device that keeps failing is a job for a technician; say so, but not on every attempt.
+            await self.outbox.event("device_error", self.device, connect_failures=event.failures)
 
     async def _read(self, stream: ByteStream) -> None:
         decoder = self.spec.decoder(self.config)
