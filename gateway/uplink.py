@@ -31,7 +31,7 @@ from healthhut.gateway.spool.base import SpoolChannel
 from healthhut.gateway.state import GatewayState
 from healthhut.protocol import ProtocolError, Status, decode_ack, decode_collector_status, encode, hut_topic
 from healthhut.protocol.topics import COLLECTORS_STATUS
-from healthhut.protocol.wire import MAX_MESSAGE_BYTES, SCHEMA_VERSION, assemble
+from healthhut.protocol.wire import MAX_BATCH, MAX_MESSAGE_BYTES, MAX_STRIPS, SCHEMA_VERSION, assemble
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +273,8 @@ class Uplink:
         if channel == "event":  # an event is a message of its own
             return await self.spool.lease(channel, 1, MAX_MESSAGE_BYTES)
         budget = MAX_MESSAGE_BYTES - ENVELOPE_ALLOWANCE
-        return await self.spool.lease(channel, self.config.uplink.batch_max, budget)
+        most = min(self.config.uplink.batch_max, MAX_STRIPS if channel == "wave" else MAX_BATCH)
+        return await self.spool.lease(channel, most, budget)
 
     async def _number(self, channel: SpoolChannel, lease: Lease) -> _Outgoing:
         seq = await self._seq()

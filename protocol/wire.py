@@ -36,6 +36,7 @@ SCHEMA_VERSION = 1
 # collector more than a quarter MiB of parsing per message.
 MAX_MESSAGE_BYTES = 256 * 1024
 MAX_BATCH = 500
+MAX_STRIPS = 64
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
@@ -175,7 +176,7 @@ class ObservationBatch(Envelope):
 
 class WaveBatch(Envelope):
     type: Literal["wave"] = "wave"
-    strips: list[WaveStrip] = Field(min_length=1, max_length=64)
+    strips: list[WaveStrip] = Field(min_length=1, max_length=MAX_STRIPS)
 
 
 class DeviceEvent(Envelope):

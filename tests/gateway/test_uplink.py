@@ -30,10 +30,13 @@ from healthhut.protocol import (
     Reading,
     Status,
     StoreAck,
+    Strip,
+    WaveBatch,
     decode,
     encode,
     hut_topic,
     observation_from_reading,
+    strip_from_reading,
 )
 from healthhut.protocol.wire import MAX_MESSAGE_BYTES
 from tests.conftest import eventually
@@ -136,12 +139,19 @@ async def test_batches_fit_the_collectors_size_limit(stack: LocalStack, tmp_path
     outbox = Outbox(spool)
     for n in range(120):  # about 6 KB each: 120 of them cannot travel in one message
         await outbox.observation(observation(hut, n, rr=900))
+    raw = tuple(range(60))
+    for n in range(100):  # more strips than one wave message may carry
+        reading = Reading(kind=Kind.PPG, strip=Strip(fs=60.0, unit="1", raw=raw))
+        await outbox.strip(
+            strip_from_reading(reading, hut_id=hut, device=DEVICE, received_at=datetime.now(UTC), device_seq=n)
+        )
     received: list[Message] = []
     subscribed = asyncio.Event()
     async with running(collect(stack.mosquitto.port, hut, received, subscribed)):
         await subscribed.wait()
         async with running(Uplink(config, GatewayState(config.state_dir), spool).run()):
             await eventually(lambda: sorted(delivered(received)) == list(range(120)))
+            await eventually(lambda: sum(len(m.strips) for m in received if isinstance(m, WaveBatch)) == 100)
     batches = [m for m in received if isinstance(m, ObservationBatch)]
     assert len(batches) > 1
     assert all(len(m.model_dump_json(by_alias=True, exclude_none=True)) <= MAX_MESSAGE_BYTES for m in batches)
