@@ -122,7 +122,7 @@ class Uplink:
                     clean_start=False,
                     properties=connect_properties,
                     tls_context=mqtt.tls.ssl_context() if mqtt.tls else None,
-                    timeout=10,
+                    timeout=5,
                 ) as client:
                     self.stats.connects += 1
                     self.stats.connected = True

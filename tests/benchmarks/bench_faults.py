@@ -35,7 +35,7 @@ async def run(cycles: int, seed: int) -> None:
                     if cycle % 25 == 0:
                         stack.mosquitto.stop()  # and now and then the broker goes too
                         stack.mosquitto.start()
-                    hut.start_gateway()
+                    await hut.start_gateway()
                     if cycle % 10 == 0:
                         print(
                             f"  {cycle}/{cycles} kills, {time.monotonic() - started:.0f} s, "

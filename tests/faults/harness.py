@@ -56,6 +56,7 @@ class Hut:
         self.state_dir = state_dir or root / "state"
         self.programs = Programs(root / "logs")
         self.ledger = Ledger()
+        self.boots = 0
         self._observer: asyncio.Task[None] | None = None
         self._observer_ready = asyncio.Event()
         self.collector_config = root / "collector.toml"
@@ -98,10 +99,20 @@ class Hut:
                 str(70 + seed),
                 "-q",
             )
-        self.start_gateway()
+        await self.start_gateway()
 
-    def start_gateway(self) -> None:
+    async def start_gateway(self) -> None:
+        """Start the gateway and return once it reads its devices, so that a kill finds it working."""
+        self.boots += 1
         self.programs.start("gateway", "hut-gateway", "run", "--config", str(self.gateway_config))
+        wanted = self.boots * len(self.devices)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while self.programs.log("gateway", tail=10**9).count("opened serial device") < wanted:
+            self.programs.check_running("gateway")
+            if loop.time() > deadline:
+                raise RuntimeError("the gateway did not open its devices within 30 s")
+            await asyncio.sleep(0.05)
 
     def kill_gateway(self) -> None:
         """SIGKILL: no chance to flush or say goodbye. What the spool holds then was accepted."""
@@ -111,7 +122,8 @@ class Hut:
         self.read_spool()
 
     def stop_gateway(self) -> None:
-        self.programs.stop("gateway")
+        # As systemd would allow it (TimeoutStopSec): the drain may take its full ten seconds.
+        self.programs.stop("gateway", timeout=30)
         self.read_spool()
 
     def read_spool(self) -> None:

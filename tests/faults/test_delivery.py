@@ -80,7 +80,7 @@ async def test_gateway_killed_at_random_moments(hut: Hut) -> None:
     for _ in range(cycles):
         await asyncio.sleep(rng.uniform(0.3, 2.0))
         hut.kill_gateway()
-        hut.start_gateway()
+        await hut.start_gateway()
     await asyncio.sleep(2)
     accepted, stored, lost, duplicated = await finish(hut)
     assert accepted > cycles * 2

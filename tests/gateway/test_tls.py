@@ -1,0 +1,200 @@
+"""Mutual TLS end to end: the hut and the collector connect with client certificates, the broker's ACL
+lets a hut write only its own subtree (``%u`` is the certificate's name), and DNS failure is survived."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+from collections.abc import AsyncIterator, Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from healthhut.collector.config import CollectorConfig
+from healthhut.collector.deadletters import DeadLetterStore
+from healthhut.collector.ingest import Ingest
+from healthhut.collector.storage import Influx1Writer
+from healthhut.devstack import LocalStack, free_port
+from healthhut.gateway.config import GatewayConfig
+from healthhut.gateway.outbox import Outbox, gap_item
+from healthhut.gateway.spool import MemorySpool
+from healthhut.gateway.state import GatewayState
+from healthhut.gateway.uplink import Uplink
+from healthhut.protocol import Device, Kind, Quantity, Reading, observation_from_reading
+from tests.conftest import eventually
+
+ACL = """\
+# Every hut: only its own subtree (its certificate's name is its hut id), and the collectors' status.
+pattern readwrite hh/v1/huts/%u/#
+pattern read hh/v1/collectors/status
+
+user collector
+topic read hh/v1/huts/#
+topic write hh/v1/huts/+/ack
+topic readwrite hh/v1/collectors/status
+"""
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def issue(folder: Path, name: str, *, server: bool = False) -> None:
+    openssl(
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        f"/CN={name}",
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.csr",
+        cwd=folder,
+    )
+    extensions = folder / f"{name}.ext"
+    extensions.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n" if server else "extendedKeyUsage=clientAuth\n")
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        f"{name}.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        extensions.name,
+        "-out",
+        f"{name}.pem",
+        cwd=folder,
+    )
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("pki")
+    openssl(
+        "req",
+        "-x509",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=healthhut test CA",
+        "-days",
+        "2",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        cwd=folder,
+    )
+    for name in ("server", "hut-a", "collector"):
+        issue(folder, name, server=name == "server")
+    return folder
+
+
+@contextlib.asynccontextmanager
+async def running(*coroutines: Coroutine[Any, Any, Any]) -> AsyncIterator[None]:
+    tasks = [asyncio.create_task(c) for c in coroutines]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def tls(certs: Path, name: str) -> dict[str, str]:
+    return {
+        "ca_file": str(certs / "ca.pem"),
+        "cert_file": str(certs / f"{name}.pem"),
+        "key_file": str(certs / f"{name}.key"),
+    }
+
+
+def reading(n: int) -> Reading:
+    return Reading(kind=Kind.SPO2, values={"spo2": Quantity(90.0 + n, "%")})
+
+
+async def test_huts_and_collector_over_mutual_tls(certs: Path, tmp_path: Path) -> None:
+    port = free_port()
+    listener = [
+        f"listener {port} 127.0.0.1",
+        f"cafile {certs / 'ca.pem'}",
+        f"certfile {certs / 'server.pem'}",
+        f"keyfile {certs / 'server.key'}",
+        "require_certificate true",
+        "use_identity_as_username true",
+        f"acl_file {tmp_path / 'acl'}",
+    ]
+    (tmp_path / "acl").write_text(ACL)
+    with LocalStack(tmp_path / "servers", victoria=False, mosquitto_config=listener) as stack:
+        collector_config = CollectorConfig.model_validate(
+            {
+                "mqtt": {"port": port, "client_id": "collector", "tls": tls(certs, "collector")},
+                "storage": {"type": "influxdb1", "url": stack.influxd.url, "database": "tls"},
+                "dead_letters": {"path": str(tmp_path / "dead.sqlite")},
+            }
+        )
+        writer = Influx1Writer(collector_config.storage)  # type: ignore[arg-type]
+        await writer.ensure_database()
+        ingest = Ingest(collector_config, writer, DeadLetterStore(collector_config.dead_letters.path))
+
+        def uplink_for(hut_id: str, cert: str) -> tuple[Uplink, MemorySpool]:
+            config = GatewayConfig.model_validate(
+                {
+                    "hut_id": hut_id,
+                    "state_dir": str(tmp_path / hut_id),
+                    "mqtt": {"port": port, "tls": tls(certs, cert)},
+                    "uplink": {"batch_interval_s": 0.05, "reconnect_min_s": 0.2, "reconnect_max_s": 0.5},
+                }
+            )
+            spool = MemorySpool(10**7, gap_item)
+            return Uplink(config, GatewayState(config.state_dir), spool), spool
+
+        honest, honest_spool = uplink_for("hut-a", "hut-a")
+        # A hut configured as hut-b but holding hut-a's certificate: the broker must refuse it.
+        impostor, impostor_spool = uplink_for("hut-b", "hut-a")
+        device = Device(driver="contec-cms50", device_id="ox-1")
+        for n, (spool, hut) in enumerate(((honest_spool, "hut-a"), (impostor_spool, "hut-b"))):
+            obs = observation_from_reading(
+                reading(n), hut_id=hut, device=device, received_at=datetime.now(UTC), device_seq=n
+            )
+            await Outbox(spool).observation(obs)
+        async with running(ingest.run()):
+            await asyncio.wait_for(ingest.subscribed.wait(), 15)
+            async with running(honest.run(), impostor.run()):
+                await eventually(lambda: honest_spool.depth == 0)
+                await eventually(lambda: impostor.stats.refused >= 2)
+        assert ingest.stats.observations == 1 and impostor_spool.depth >= 1
+        rows = stack.influxd.query('SELECT spo2, hut FROM "spo2"', db="tls")["results"][0]["series"][0]["values"]
+        assert [row[1:] for row in rows] == [[90, "hut-a"]]
+        await writer.close()
+
+
+async def test_an_unresolvable_broker_name_is_retried_not_fatal(tmp_path: Path) -> None:
+    config = GatewayConfig.model_validate(
+        {
+            "hut_id": "hut-dns",
+            "state_dir": str(tmp_path / "state"),
+            "mqtt": {"host": "broker.invalid"},  # RFC 6761: never resolves
+            "uplink": {"reconnect_min_s": 0.05, "reconnect_max_s": 0.1},
+        }
+    )
+    uplink = Uplink(config, GatewayState(config.state_dir), MemorySpool(10**6, gap_item))
+    async with running(uplink.run()):
+        await eventually(lambda: uplink.stats.last_error is not None, within=20)
+        await asyncio.sleep(0.5)
+    assert not uplink.stats.connected and uplink.stats.connects == 0
