@@ -107,11 +107,11 @@ class Hut:
         self.programs.start("gateway", "hut-gateway", "run", "--config", str(self.gateway_config))
         wanted = self.boots * len(self.devices)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + 30
+        deadline = loop.time() + 60
         while self.programs.log("gateway", tail=10**9).count("opened serial device") < wanted:
             self.programs.check_running("gateway")
             if loop.time() > deadline:
-                raise RuntimeError("the gateway did not open its devices within 30 s")
+                raise RuntimeError(f"the gateway did not open its devices within 60 s:\n{self.programs.log('gateway')}")
             await asyncio.sleep(0.05)
 
     def kill_gateway(self) -> None:
