@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from healthhut.drivers.base import BleProfile, DriverSpec
-from healthhut.drivers.gatt import GattProfileDecoder
-from healthhut.drivers.gatt.config import GattDeviceConfig, profile_characteristics
+from healthhut.drivers.base import BleProfile
+from healthhut.drivers.gatt.config import GattDeviceConfig, gatt_driver, profile_characteristics
 
 PROFILE = BleProfile(
     service=0x1810,
@@ -25,22 +24,11 @@ class BloodPressureConfig(GattDeviceConfig):
     driver: Literal["ble-blood-pressure"]
 
 
-def _new_decoder() -> GattProfileDecoder:
-    return GattProfileDecoder(characteristics=CHARACTERISTICS)
-
-
-def _decoder_for(config: BloodPressureConfig) -> GattProfileDecoder:
-    return GattProfileDecoder(tz=config.tz, characteristics=CHARACTERISTICS)
-
-
-DRIVER = DriverSpec(
-    name="ble-blood-pressure",
-    description="Bluetooth SIG Blood Pressure Profile cuff (service 0x1810)",
-    transport="ble",
-    config_model=BloodPressureConfig,
-    new_decoder=_new_decoder,
-    decoder_for=_decoder_for,
-    ble=PROFILE,
+DRIVER = gatt_driver(
+    "ble-blood-pressure",
+    "Bluetooth SIG Blood Pressure Profile cuff (service 0x1810)",
+    PROFILE,
+    BloodPressureConfig,
 )
 
 __all__ = ["CHARACTERISTICS", "DRIVER", "PROFILE", "BloodPressureConfig"]

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from healthhut.drivers.base import BleProfile, DriverSpec
-from healthhut.drivers.gatt import GattProfileDecoder
-from healthhut.drivers.gatt.config import GattDeviceConfig, profile_characteristics
+from healthhut.drivers.base import BleProfile
+from healthhut.drivers.gatt.config import GattDeviceConfig, gatt_driver, profile_characteristics
 
 PROFILE = BleProfile(
     service=0x1808,
@@ -26,22 +25,11 @@ class GlucoseConfig(GattDeviceConfig):
     driver: Literal["ble-glucose"]
 
 
-def _new_decoder() -> GattProfileDecoder:
-    return GattProfileDecoder(characteristics=CHARACTERISTICS)
-
-
-def _decoder_for(config: GlucoseConfig) -> GattProfileDecoder:
-    return GattProfileDecoder(tz=config.tz, characteristics=CHARACTERISTICS)
-
-
-DRIVER = DriverSpec(
-    name="ble-glucose",
-    description="Bluetooth SIG Glucose Profile meter (service 0x1808), stored records through RACP",
-    transport="ble",
-    config_model=GlucoseConfig,
-    new_decoder=_new_decoder,
-    decoder_for=_decoder_for,
-    ble=PROFILE,
+DRIVER = gatt_driver(
+    "ble-glucose",
+    "Bluetooth SIG Glucose Profile meter (service 0x1808), stored records through RACP",
+    PROFILE,
+    GlucoseConfig,
 )
 
 __all__ = ["CHARACTERISTICS", "DRIVER", "PROFILE", "GlucoseConfig"]

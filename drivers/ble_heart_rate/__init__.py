@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from healthhut.drivers.base import BleProfile, DriverSpec
-from healthhut.drivers.gatt import GattProfileDecoder
-from healthhut.drivers.gatt.config import GattDeviceConfig, profile_characteristics
+from healthhut.drivers.base import BleProfile
+from healthhut.drivers.gatt.config import GattDeviceConfig, gatt_driver, profile_characteristics
 
 PROFILE = BleProfile(
     service=0x180D,
@@ -22,22 +21,11 @@ class HeartRateConfig(GattDeviceConfig):
     driver: Literal["ble-heart-rate"]
 
 
-def _new_decoder() -> GattProfileDecoder:
-    return GattProfileDecoder(characteristics=CHARACTERISTICS)
-
-
-def _decoder_for(config: HeartRateConfig) -> GattProfileDecoder:
-    return GattProfileDecoder(tz=config.tz, characteristics=CHARACTERISTICS)
-
-
-DRIVER = DriverSpec(
-    name="ble-heart-rate",
-    description="Bluetooth SIG Heart Rate Profile sensor (service 0x180D)",
-    transport="ble",
-    config_model=HeartRateConfig,
-    new_decoder=_new_decoder,
-    decoder_for=_decoder_for,
-    ble=PROFILE,
+DRIVER = gatt_driver(
+    "ble-heart-rate",
+    "Bluetooth SIG Heart Rate Profile sensor (service 0x180D)",
+    PROFILE,
+    HeartRateConfig,
 )
 
 __all__ = ["CHARACTERISTICS", "DRIVER", "PROFILE", "HeartRateConfig"]

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from healthhut.drivers.base import BleProfile, DriverSpec
-from healthhut.drivers.gatt import GattProfileDecoder
-from healthhut.drivers.gatt.config import GattDeviceConfig, profile_characteristics
+from healthhut.drivers.base import BleProfile
+from healthhut.drivers.gatt.config import GattDeviceConfig, gatt_driver, profile_characteristics
 
 PROFILE = BleProfile(
     service=0x1822,
@@ -24,22 +23,11 @@ class PulseOximeterConfig(GattDeviceConfig):
     driver: Literal["ble-pulse-oximeter"]
 
 
-def _new_decoder() -> GattProfileDecoder:
-    return GattProfileDecoder(characteristics=CHARACTERISTICS)
-
-
-def _decoder_for(config: PulseOximeterConfig) -> GattProfileDecoder:
-    return GattProfileDecoder(tz=config.tz, characteristics=CHARACTERISTICS)
-
-
-DRIVER = DriverSpec(
-    name="ble-pulse-oximeter",
-    description="Bluetooth SIG Pulse Oximeter Profile (service 0x1822)",
-    transport="ble",
-    config_model=PulseOximeterConfig,
-    new_decoder=_new_decoder,
-    decoder_for=_decoder_for,
-    ble=PROFILE,
+DRIVER = gatt_driver(
+    "ble-pulse-oximeter",
+    "Bluetooth SIG Pulse Oximeter Profile (service 0x1822)",
+    PROFILE,
+    PulseOximeterConfig,
 )
 
 __all__ = ["CHARACTERISTICS", "DRIVER", "PROFILE", "PulseOximeterConfig"]

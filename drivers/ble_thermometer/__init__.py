@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from healthhut.drivers.base import BleProfile, DriverSpec
-from healthhut.drivers.gatt import GattProfileDecoder
-from healthhut.drivers.gatt.config import GattDeviceConfig, profile_characteristics
+from healthhut.drivers.base import BleProfile
+from healthhut.drivers.gatt.config import GattDeviceConfig, gatt_driver, profile_characteristics
 
 PROFILE = BleProfile(
     service=0x1809,
@@ -23,22 +22,11 @@ class ThermometerConfig(GattDeviceConfig):
     driver: Literal["ble-thermometer"]
 
 
-def _new_decoder() -> GattProfileDecoder:
-    return GattProfileDecoder(characteristics=CHARACTERISTICS)
-
-
-def _decoder_for(config: ThermometerConfig) -> GattProfileDecoder:
-    return GattProfileDecoder(tz=config.tz, characteristics=CHARACTERISTICS)
-
-
-DRIVER = DriverSpec(
-    name="ble-thermometer",
-    description="Bluetooth SIG Health Thermometer Profile (service 0x1809)",
-    transport="ble",
-    config_model=ThermometerConfig,
-    new_decoder=_new_decoder,
-    decoder_for=_decoder_for,
-    ble=PROFILE,
+DRIVER = gatt_driver(
+    "ble-thermometer",
+    "Bluetooth SIG Health Thermometer Profile (service 0x1809)",
+    PROFILE,
+    ThermometerConfig,
 )
 
 __all__ = ["CHARACTERISTICS", "DRIVER", "PROFILE", "ThermometerConfig"]

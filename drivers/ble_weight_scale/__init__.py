@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from healthhut.drivers.base import BleProfile, DriverSpec
-from healthhut.drivers.gatt import GattProfileDecoder
-from healthhut.drivers.gatt.config import GattDeviceConfig, profile_characteristics
+from healthhut.drivers.base import BleProfile
+from healthhut.drivers.gatt.config import GattDeviceConfig, gatt_driver, profile_characteristics
 
 PROFILE = BleProfile(
     service=0x181D,
@@ -23,22 +22,11 @@ class WeightScaleConfig(GattDeviceConfig):
     driver: Literal["ble-weight-scale"]
 
 
-def _new_decoder() -> GattProfileDecoder:
-    return GattProfileDecoder(characteristics=CHARACTERISTICS)
-
-
-def _decoder_for(config: WeightScaleConfig) -> GattProfileDecoder:
-    return GattProfileDecoder(tz=config.tz, characteristics=CHARACTERISTICS)
-
-
-DRIVER = DriverSpec(
-    name="ble-weight-scale",
-    description="Bluetooth SIG Weight Scale Profile (service 0x181D)",
-    transport="ble",
-    config_model=WeightScaleConfig,
-    new_decoder=_new_decoder,
-    decoder_for=_decoder_for,
-    ble=PROFILE,
+DRIVER = gatt_driver(
+    "ble-weight-scale",
+    "Bluetooth SIG Weight Scale Profile (service 0x181D)",
+    PROFILE,
+    WeightScaleConfig,
 )
 
 __all__ = ["CHARACTERISTICS", "DRIVER", "PROFILE", "WeightScaleConfig"]

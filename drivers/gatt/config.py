@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ConfigDict, StringConstraints, field_validator
 
-from healthhut.drivers.base import BleProfile, DeviceConfig
+from healthhut.drivers.base import BleProfile, DeviceConfig, DriverSpec
 from healthhut.drivers.gatt.decoder import DEFAULT_TIMEZONE
 
 DeviceName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
@@ -52,3 +52,24 @@ class GattDeviceConfig(DeviceConfig):
 def profile_characteristics(profile: BleProfile) -> frozenset[int]:
     """Every characteristic whose values the transport hands to the decoder."""
     return frozenset(profile.notify + profile.indicate + profile.read)
+
+
+def gatt_driver(name: str, description: str, profile: BleProfile, config_model: type[GattDeviceConfig]) -> DriverSpec:
+    """The DriverSpec of a SIG health profile: every one decodes with GattProfileDecoder limited to the
+    profile's own characteristics, in the zone of the device entry's clock."""
+    from healthhut.drivers.gatt.decoder import GattProfileDecoder
+
+    characteristics = profile_characteristics(profile)
+
+    def decoder_for(config: GattDeviceConfig) -> GattProfileDecoder:
+        return GattProfileDecoder(tz=config.tz, characteristics=characteristics)
+
+    return DriverSpec(
+        name=name,
+        description=description,
+        transport="ble",
+        config_model=config_model,
+        new_decoder=lambda: GattProfileDecoder(characteristics=characteristics),
+        decoder_for=decoder_for,
+        ble=profile,
+    )
