@@ -124,6 +124,8 @@ class SqliteSpool:
         size = depth = evicted = 0
         try:
             room = self._room()  # one look at the filesystem per commit, not per item
+            if self._commit_all_fitting(group, room):
+                return [None] * len(group)
             db.execute("BEGIN IMMEDIATE")
             for put in group:
                 db.execute("SAVEPOINT put")
@@ -148,6 +150,28 @@ class SqliteSpool:
         self._depth += depth
         self.evicted += evicted
         return outcomes
+
+    def _commit_all_fitting(self, group: Sequence[_Put], room: int) -> bool:
+        """The common case in one statement: everything fits and nothing is a duplicate. False (having
+        changed nothing) when that is not so, and the careful path with a savepoint per put must run."""
+        items = [item for put in group for item in put.items]
+        total = sum(len(item.body) for item in items)
+        if self._size + total > room:
+            return False
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        before = db.total_changes
+        db.executemany(
+            "INSERT OR IGNORE INTO items (channel, priority, key, body, size) VALUES (?, ?, ?, ?, ?)",
+            [(item.channel, int(item.priority), item.key, item.body, len(item.body)) for item in items],
+        )
+        if db.total_changes - before != len(items):  # a key was already there
+            db.execute("ROLLBACK")
+            return False
+        db.execute("COMMIT")
+        self._size += total
+        self._depth += len(items)
+        return True
 
     def _insert(self, items: Sequence[SpoolItem], pending_size: int, room: int) -> tuple[int, int, int]:
         """Insert within the current savepoint; returns (bytes, rows, evicted) it added."""
