@@ -1,7 +1,7 @@
 """Real-time signal path of the gateway: ECG/PPG filtering, detection, quality and plausibility checks."""
 
 # Names load on first use (PEP 562): spot checks run on every reading and need neither numpy nor scipy,
-# while the waveform path pulls in scipy.signal (over 1 s and 60 MiB on SciPy 1.17) only when used.
+# while the waveform path loads numpy and SciPy's section loop (about 0.15 s and 14 MiB) only when used.
 from __future__ import annotations
 
 import importlib

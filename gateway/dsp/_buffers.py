@@ -54,14 +54,15 @@ class History:
         return np.concatenate(parts) if parts else np.empty(0)
 
 
-def block_stats(raw: FloatArray, slope: FloatArray, size: int) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Minimum and maximum of ``raw`` and maximum of ``slope`` per block of ``size`` samples (last may be short)."""
+def block_stats(raw: FloatArray, derivative: FloatArray, size: int) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Minimum and maximum of ``raw`` and largest magnitude of ``derivative`` per block of ``size`` samples
+    (the last block may be short)."""
     full = (raw.size // size) * size
-    lows = raw[:full].reshape(-1, size).min(axis=1)
-    highs = raw[:full].reshape(-1, size).max(axis=1)
-    slopes = slope[:full].reshape(-1, size).max(axis=1)
+    blocks = raw[:full].reshape(-1, size)
+    lows, highs = blocks.min(axis=1), blocks.max(axis=1)
+    slopes = np.abs(derivative[:full]).reshape(-1, size).max(axis=1)
     if full < raw.size:
         lows = np.append(lows, raw[full:].min())
         highs = np.append(highs, raw[full:].max())
-        slopes = np.append(slopes, slope[full:].max())
+        slopes = np.append(slopes, np.abs(derivative[full:]).max())
     return lows, highs, slopes

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import bisect
 import math
-import statistics
 from collections import deque
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from healthhut.gateway.dsp.filters import (
-    FirFilter,
     FloatArray,
-    SosFilter,
     ecg_conditioning_sos,
-    moving_average_taps,
     qrs_derivative_sos,
+    sosfilt_kernel,
+    sosfilt_zi,
 )
 
 IndexArray = NDArray[np.int64]
@@ -59,10 +57,19 @@ FLOOR_MEMORY_S = 2.0
 # for a few tens of milliseconds. Candidates whose integration window reaches into that time are ignored.
 SETTLE_S = 0.2
 FIRST_BEAT_LOOKBACK_S = 1.0
+# The 150 ms integration is a running sum (add the newest squared sample, drop the oldest). Its rounding
+# error would drift without bound over days, so at every multiple of this many samples (absolute index,
+# hence the same for any chunking) the sum is recomputed from its window.
+RESUM_EVERY = 1 << 16
+# A large push is processed in pieces of at most this many samples, which bounds the buffers.
+PIECE = 8192
+
+# Rows of the sample buffer: the input, the conditioned ECG, the QRS-band derivative, its square (the
+# energy), and the energy summed over the 150 ms integration window (the envelope).
+_RAW, _CONDITIONED, _DERIVATIVE, _ENERGY, _ENVELOPE = range(5)
 
 
-@dataclass(frozen=True, slots=True)
-class _Candidate:
+class _Candidate(NamedTuple):
     envelope_peak: int
     r_peak: int
     amplitude: float
@@ -77,16 +84,25 @@ class EcgDetector:
     sample ``r + latency_samples``. Decisions use only samples up to then, so any chunking, down to one
     sample, gives the same peaks. ``flush()`` decides what is left at the end of a finite signal. The
     detector is scale-free: any amplitude unit works.
+
+    Samples are filtered and examined in batches: a push only stores its samples while no R peak can
+    become due before the next push (see ``_needs_processing``), so most pushes of a short chunk cost a
+    copy. ``recent`` returns filtered samples from ``history`` samples before the reported horizon (the
+    newest sample minus the latency) on.
     """
 
-    def __init__(self, fs: float, mains_hz: float = 50.0) -> None:
+    def __init__(self, fs: float, mains_hz: float = 50.0, *, history: int = 0) -> None:
         if not fs > 0:
             raise ValueError("fs must be positive")
         self.fs = float(fs)
-        self._conditioning = SosFilter(ecg_conditioning_sos(fs, mains_hz))
-        self._qrs = SosFilter(qrs_derivative_sos(fs))
+        self._conditioning_sos = np.ascontiguousarray(ecg_conditioning_sos(fs, mains_hz))
+        self._qrs_sos = np.ascontiguousarray(qrs_derivative_sos(fs))
+        self._conditioning_zi_unit = sosfilt_zi(self._conditioning_sos)[None]
+        self._qrs_zi_unit = sosfilt_zi(self._qrs_sos)[None]
+        self._conditioning_zi: FloatArray | None = None
+        self._qrs_zi: FloatArray | None = None
         self._window = max(1, round(INTEGRATION_S * fs))
-        self._integrator = FirFilter(moving_average_taps(self._window))
+        self._running_sum = 0.0
         self._refractory = max(2, round(REFRACTORY_S * fs))
         self._t_wave = round(T_WAVE_WINDOW_S * fs)
         self._search_back = round(SEARCH_BACK_S * fs)
@@ -97,20 +113,23 @@ class EcgDetector:
         self.latency_samples = self._refractory + self._search_back + round(HOLD_S * fs)
         self._hold = round(HOLD_S * fs)
         self._first_lookback = round(FIRST_BEAT_LOOKBACK_S * fs)
-        # History needed behind the scan frontier: the noise-floor memory or the first-beat look-back, plus
-        # the look-ahead of a first beat, plus the R-peak search window.
-        behind = max(self._floor_memory, self._first_lookback, self._search_back + self._window)
-        self._keep = behind + 2 * self._refractory + self._hold + 4
-        self._base = 0  # absolute index of the first sample held in the history buffers
+        # History needed behind the scan frontier: the noise-floor memory, the first-beat look-back, the
+        # R-peak search window or the slope window, whichever reaches furthest.
+        self._behind = max(self._floor_memory, self._first_lookback, self._search_back, self._window) + 2
+        # Samples are held in one buffer of rows addressed by absolute index minus ``_offset``. It starts
+        # with zeros standing for the samples before the first (the integrator's initial history).
+        self._history = max(0, history) + self.latency_samples
+        retain = max(self._history, self._behind + 2 * self.latency_samples)
+        self._buffer = np.zeros((5, self._window + 1 + retain + max(retain, PIECE)))
+        self._offset = -(self._window + 1)
         self._n = 0  # samples pushed so far
-        self._conditioned: FloatArray = np.empty(0)
-        self._slope: FloatArray = np.empty(0)
-        self._envelope: FloatArray = np.empty(0)
+        self._done = 0  # samples filtered so far
         self._next_scan = self._settle  # first envelope index not yet examined as a candidate
         self._qrs_levels: deque[float] = deque(maxlen=LEVEL_MEMORY)
         self._noise_levels: deque[float] = deque(maxlen=LEVEL_MEMORY)
         self._rr_recent: deque[int] = deque(maxlen=LEVEL_MEMORY)
         self._rr_regular: deque[int] = deque(maxlen=LEVEL_MEMORY)
+        self._rr_mean = self._rr_average()  # kept up to date by _record
         self._last: _Candidate | None = None
         self._missed: list[_Candidate] = []  # rejected since the last beat, above the search-back level
         self._pending: list[int] = []
@@ -120,81 +139,209 @@ class EcgDetector:
     def latency_s(self) -> float:
         return self.latency_samples / self.fs
 
+    @property
+    def pushed(self) -> int:
+        """Samples pushed so far."""
+        return self._n
+
     def push(self, chunk: ArrayLike) -> IndexArray:
         """Feed samples; return the R peaks (absolute indices) that became final with this chunk."""
-        return self.push_conditioned(self.condition(chunk))
-
-    def condition(self, chunk: ArrayLike) -> FloatArray:
-        """Band-pass (0.5-40 Hz) and notch a chunk; feed the result to ``push_conditioned``."""
         if self._closed:
             raise RuntimeError("the detector was flushed; make a new one for a new signal")
-        return self._conditioning.process(chunk)
-
-    def push_conditioned(self, conditioned: FloatArray) -> IndexArray:
-        """As ``push``, for a chunk already passed through ``condition``."""
-        return self.step(conditioned)[0]
-
-    def step(self, conditioned: FloatArray) -> tuple[IndexArray, FloatArray]:
-        """As ``push_conditioned``, also returning the chunk's QRS-band slope magnitude (for the analyser)."""
-        if not conditioned.size:
-            return self._emit(self._n - 1 - self.latency_samples), np.empty(0)
-        derivative = self._qrs.process(conditioned)
-        slope = np.abs(derivative)
-        envelope = self._integrator.process(derivative * derivative)
-        self._conditioned = np.concatenate((self._conditioned, conditioned))
-        self._slope = np.concatenate((self._slope, slope))
-        self._envelope = np.concatenate((self._envelope, envelope))
-        self._n += conditioned.size
-        # Until the first QRS is known, a candidate waits for the whole hold time to be compared with.
-        lookahead = self._refractory + (self._hold if not self._qrs_levels else 0)
-        self._scan(self._n - lookahead - 1)
-        self._trim()
-        return self._emit(self._n - 1 - self.latency_samples), slope
+        x = np.asarray(chunk, dtype=np.float64)
+        if x.ndim != 1:
+            x = x.ravel()
+        size = x.size
+        if size > PIECE:
+            for start in range(0, size, PIECE):
+                self._store(x[start : start + PIECE])
+                self._process()
+        elif size:
+            self._store(x)
+            if self._needs_processing():
+                self._process()
+        due = self._n - 1 - self.latency_samples
+        pending = self._pending
+        if not pending or pending[0] > due:
+            return np.empty(0, dtype=np.int64)
+        return self._emit(due)
 
     def flush(self) -> IndexArray:
         """Decide the candidates at the end of a finite signal and return every peak still held back."""
         if not self._closed:
-            self._scan(self._n - 2)
+            self._filter()
+            self._scan_exact(self._n - 2)
             self._closed = True
         return self._emit(None)
 
-    # -- internals ---------------------------------------------------------------------------------
+    def recent(self, start: int, stop: int) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Input, conditioned ECG and QRS-band derivative of samples ``start..stop-1``, all filtered already.
 
-    def _trim(self) -> None:
-        excess = self._conditioned.size - self._keep
-        if excess > 0:
-            self._conditioned = self._conditioned[excess:]
-            self._slope = self._slope[excess:]
-            self._envelope = self._envelope[excess:]
-            self._base += excess
+        Views into the detector's buffer: valid until the next push. Samples more than ``history`` before
+        the reported horizon may be gone.
+        """
+        if start < max(0, self._offset) or stop > self._done or start > stop:
+            held = max(0, self._offset)
+            raise IndexError(f"samples {start}..{stop} are not held and filtered (have {held}..{self._done})")
+        a, b = start - self._offset, stop - self._offset
+        rows = self._buffer
+        return rows[_RAW, a:b], rows[_CONDITIONED, a:b], rows[_DERIVATIVE, a:b]
 
-    def _scan(self, last: int) -> None:
-        """Examine envelope samples ``_next_scan .. last`` as QRS candidates (local maxima)."""
+    # -- samples ------------------------------------------------------------------------------------
+
+    def _store(self, x: FloatArray) -> None:
+        if not x.size:
+            return
+        end = self._n - self._offset
+        if end + x.size > self._buffer.shape[1]:
+            self._make_room(x.size)
+            end = self._n - self._offset
+        # The conditioning filter runs in place, so the input goes to both of these rows.
+        self._buffer[_RAW : _CONDITIONED + 1, end : end + x.size] = x
+        self._n += x.size
+
+    def _make_room(self, size: int) -> None:
+        """Drop samples nothing will read again; grow the buffer if that is not enough."""
+        keep_from = min(
+            self._done - self._window - 1,
+            self._next_scan - self._behind - self._refractory,
+            self._n - self._history,
+        )
+        drop = max(0, keep_from - self._offset)
+        held = self._n - self._offset - drop
+        capacity = self._buffer.shape[1]
+        if held + size > capacity:
+            capacity = 2 * (held + size)
+        fresh = np.zeros((5, capacity)) if capacity != self._buffer.shape[1] else self._buffer
+        fresh[:, :held] = self._buffer[:, drop : drop + held]
+        self._buffer = fresh
+        self._offset += drop
+
+    def _needs_processing(self) -> bool:
+        """Whether this push may complete an R peak, so the new samples must be filtered and examined now.
+
+        Every R peak still unknown comes either from an envelope peak not yet examined, at or after
+        ``_next_scan``, and lies at most ``_search_back`` before it, or is a held-back missed candidate that a
+        later beat recovers. While all of those lie after the last sample this push must report on, the
+        samples can wait: the peaks and their timing are exactly those of examining every push.
+        """
+        if not self._qrs_levels:  # before the first beat the look-ahead is longer: no waiting
+            return True
+        earliest = self._next_scan - self._search_back
+        if self._missed:
+            earliest = min(earliest, *(missed.r_peak for missed in self._missed))
+        return earliest <= self._n - 1 - self.latency_samples
+
+    def _process(self) -> None:
+        self._filter()
+        # Until the first QRS is known, a candidate waits for the whole hold time to be compared with.
+        lookahead = self._refractory + (self._hold if not self._qrs_levels else 0)
+        last = self._n - lookahead - 1
+        if self._next_scan - self._refractory >= 1 and last + self._refractory <= self._n - 1:
+            self._scan_blocks(last)
+        else:
+            self._scan_exact(last)
+
+    def _filter(self) -> None:
+        """Condition, differentiate, square and integrate the samples pushed since the last call."""
+        a, b = self._done - self._offset, self._n - self._offset
+        if a >= b:
+            return
+        rows = self._buffer
+        conditioned = rows[_CONDITIONED : _CONDITIONED + 1, a:b]
+        if self._conditioning_zi is None:
+            self._conditioning_zi = self._conditioning_zi_unit * rows[_RAW, a]
+        if self._conditioning_sos.shape[0]:
+            sosfilt_kernel(self._conditioning_sos, conditioned, self._conditioning_zi)
+        derivative = rows[_DERIVATIVE : _DERIVATIVE + 1, a:b]
+        derivative[...] = conditioned
+        if self._qrs_zi is None:
+            self._qrs_zi = self._qrs_zi_unit * rows[_CONDITIONED, a]
+        sosfilt_kernel(self._qrs_sos, derivative, self._qrs_zi)
+        energy = rows[_ENERGY, a:b]
+        np.multiply(derivative[0], derivative[0], out=energy)
+        # The envelope is the energy's running sum over the integration window (Pan-Tompkins' moving average
+        # times its width; the detector is scale-free): add the newest sample, drop the oldest.
+        w = self._window
+        np.subtract(energy, rows[_ENERGY, a - w : b - w], out=rows[_ENVELOPE, a:b])
+        start = self._done
+        while start < self._n:
+            stop = min(self._n, (start // RESUM_EVERY + 1) * RESUM_EVERY)
+            i, j = start - self._offset, stop - self._offset
+            running = rows[_ENVELOPE, i:j]
+            running[0] += self._running_sum
+            np.add.accumulate(running, out=running)
+            if stop % RESUM_EVERY == 0:
+                running[-1] = rows[_ENERGY, j - w : j].sum()
+            self._running_sum = float(running[-1])
+            start = stop
+        self._done = self._n
+
+    # -- candidates ---------------------------------------------------------------------------------
+
+    def _scan_exact(self, last: int) -> None:
+        """Examine envelope samples ``_next_scan .. last`` as QRS candidates: local maxima that dominate
+        +-refractory (ties to the earlier one); windows are cut at the first and the newest sample."""
         start = max(self._next_scan, 1)
         last = min(last, self._n - 2)
         if last < start:
             return
-        env = self._envelope
-        i0, i1 = start - self._base, last - self._base
+        env, off, r = self._buffer[_ENVELOPE], self._offset, self._refractory
+        i0, i1 = start - off, last - off
         mid = env[i0 : i1 + 1]
         maxima = i0 + np.flatnonzero((mid > env[i0 - 1 : i1]) & (mid >= env[i0 + 1 : i1 + 2]))
-        r = self._refractory
+        first, end = -off, self._n - off
         for i in maxima.tolist():
-            # Only the dominant envelope peak within +-refractory can be a QRS; ties go to the earlier one.
-            peak = env[i]
-            if i > 0 and peak <= env[max(0, i - r) : i].max():
+            peak = float(env[i])
+            if i > first and peak <= env[max(first, i - r) : i].max():
                 continue
-            if peak < env[i + 1 : i + r + 1].max():
+            if peak < env[i + 1 : min(end, i + r + 1)].max():
                 continue
-            self._consider(self._base + i)
+            self._consider(i + off, peak)
         self._next_scan = last + 1
 
-    def _consider(self, p: int) -> None:
+    def _scan_blocks(self, last: int) -> None:
+        """As ``_scan_exact`` (same candidates, same order) where the +-refractory windows are whole.
+
+        A dominant sample is the first maximum of any block of ``refractory`` samples around it, so only
+        block maxima are candidates, and mostly the neighbouring blocks' maxima settle whether they
+        dominate; the envelope is read directly only where they cannot.
+        """
+        start = self._next_scan
+        if last < start:
+            return
+        env, off, r = self._buffer[_ENVELOPE], self._offset, self._refractory
+        count = (last - start) // r + 1  # blocks holding start..last; block 0 is the one before them
+        blocks = env[start - r - off : start + count * r - off].reshape(count + 1, r)
+        firsts = blocks.argmax(axis=1).tolist()
+        peaks = blocks.max(axis=1).tolist()
+        for k in range(1, count + 1):
+            block = start + (k - 1) * r
+            p = block + firsts[k]
+            if p > last:
+                break
+            peak = peaks[k]
+            # Everything before p in its block is below it and everything after is not above it, so only
+            # the neighbouring blocks' parts inside +-r can overrule it.
+            if peaks[k - 1] >= peak and (
+                block - r + firsts[k - 1] >= p - r or env[p - r - off : block - off].max() >= peak
+            ):
+                continue
+            if k < count:
+                if peaks[k + 1] > peak and (
+                    block + r + firsts[k + 1] <= p + r or env[block + r - off : p + r + 1 - off].max() > peak
+                ):
+                    continue
+            elif env[block + r - off : p + r + 1 - off].max() > peak:
+                continue
+            self._consider(p, peak)
+        self._next_scan = last + 1
+
+    def _consider(self, p: int, amplitude: float) -> None:
         """Classify the dominant envelope peak ``p``: QRS, missed-beat candidate or noise."""
-        env = self._envelope
-        i = p - self._base
-        amplitude = float(env[i])
-        slope = float(self._slope[max(0, i - self._window + 1) : i + 1].max())
+        i = p - self._offset
+        # The steepest QRS-band slope in the integration window; sqrt of a rounded square is exact.
+        slope = math.sqrt(float(self._buffer[_ENERGY, i - self._window + 1 : i + 1].max()))
         if not self._qrs_levels:
             if self._first_beat(i, amplitude):
                 self._accept_new(p, amplitude, slope)
@@ -220,17 +367,17 @@ class EcgDetector:
                 self._missed.append(_Candidate(p, r, amplitude, slope))
 
     def _primary_threshold(self) -> float:
-        qrs_level = statistics.median(self._qrs_levels)
-        noise_level = statistics.median(self._noise_levels) if self._noise_levels else 0.0
+        qrs_level = _median(self._qrs_levels)
+        noise_level = _median(self._noise_levels) if self._noise_levels else 0.0
         return noise_level + THRESHOLD_COEFF * (qrs_level - noise_level)
 
     def _overdue_threshold(self, primary: float, gap: int, p: int) -> float:
-        overdue = gap - OVERDUE_RR_RATIO * self._rr_average()
+        overdue = gap - OVERDUE_RR_RATIO * self._rr_mean
         if overdue <= 0:
             return primary
         decayed = primary * math.pow(SEARCH_BACK_RATIO, 1.0 + overdue / self._halving)
-        i = p - self._base
-        recent = self._envelope[max(0, i - self._floor_memory) : i + 1]
+        i = p - self._offset
+        recent = self._buffer[_ENVELOPE, max(-self._offset, i - self._floor_memory) : i + 1]
         floor = NOISE_FLOOR_RATIO * float(np.percentile(recent, FLOOR_PERCENTILE))
         return max(decayed, floor)
 
@@ -238,9 +385,9 @@ class EcgDetector:
         # Before any QRS is known a candidate must reach half the largest envelope around it: from one second
         # before (after the filters settled) to the end of the hold time after it, which holds at least one
         # QRS at any rate above 50 /min. That rules out the T wave or noise a strip may start with.
-        lo = max(0, self._settle - self._base, i - self._first_lookback)
-        seen = self._envelope[lo : i + self._refractory + self._hold + 1]
-        return amplitude >= 0.5 * float(seen.max())
+        lo = max(self._settle - self._offset, i - self._first_lookback)
+        hi = min(self._n - self._offset, i + self._refractory + self._hold + 1)
+        return amplitude >= 0.5 * float(self._buffer[_ENVELOPE, lo:hi].max())
 
     def _rr_average(self) -> float:
         if not self._rr_recent:
@@ -252,18 +399,28 @@ class EcgDetector:
 
     def _locate(self, p: int) -> int | None:
         """The R peak: the largest deviation of the conditioned ECG in the window behind envelope peak ``p``."""
-        lo = max(p - self._search_back, self._base)
+        lo = max(p - self._search_back, 0)
         if self._last is not None:
             lo = max(lo, self._last.r_peak + self._refractory)
         if lo > p:
             return None
-        segment = self._conditioned[lo - self._base : p - self._base + 1]
-        deviation = np.abs(segment - np.median(segment))
-        return lo + int(np.argmax(deviation))
+        segment = self._buffer[_CONDITIONED, lo - self._offset : p - self._offset + 1]
+        # The median as np.median computes it, without its overhead: the middle value, or the mean of two.
+        ordered = segment.copy()
+        half = ordered.size // 2
+        if ordered.size % 2:
+            ordered.partition(half)
+            median = float(ordered[half])
+        else:
+            ordered.partition((half - 1, half))
+            median = (float(ordered[half - 1]) + float(ordered[half])) / 2
+        deviation = segment - median
+        np.abs(deviation, out=deviation)
+        return lo + int(deviation.argmax())
 
     def _accept_new(self, p: int, amplitude: float, slope: float) -> None:
         last = self._last
-        if last is not None and self._missed and p - last.envelope_peak > OVERDUE_RR_RATIO * self._rr_average():
+        if last is not None and self._missed and p - last.envelope_peak > OVERDUE_RR_RATIO * self._rr_mean:
             self._search_back_between(p)
         self._missed.clear()
         r = self._locate(p)
@@ -284,15 +441,24 @@ class EcgDetector:
         if last is not None:
             rr = beat.r_peak - last.r_peak
             self._rr_recent.append(rr)
-            average = self._rr_average()
+            average = self._rr_mean = self._rr_average()
             if not self._rr_regular or RR_REGULAR[0] * average <= rr <= RR_REGULAR[1] * average:
                 self._rr_regular.append(rr)
+                self._rr_mean = self._rr_average()
         self._qrs_levels.append(beat.amplitude)
         self._last = beat
         bisect.insort(self._pending, beat.r_peak)
 
     def _emit(self, until: int | None) -> IndexArray:
-        count = len(self._pending) if until is None else bisect.bisect_right(self._pending, until)
-        out = np.asarray(self._pending[:count], dtype=np.int64)
-        del self._pending[:count]
+        pending = self._pending
+        count = len(pending) if until is None else bisect.bisect_right(pending, until)
+        out = np.array(pending[:count], dtype=np.int64)
+        del pending[:count]
         return out
+
+
+def _median(values: deque[float]) -> float:
+    """statistics.median of a few values, without its overhead."""
+    ordered = sorted(values)
+    half = len(ordered) // 2
+    return ordered[half] if len(ordered) % 2 else (ordered[half - 1] + ordered[half]) / 2

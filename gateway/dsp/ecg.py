@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from healthhut.gateway.dsp._buffers import History, block_stats
+from healthhut.gateway.dsp._buffers import block_stats
 from healthhut.gateway.dsp._detector import EcgDetector, IndexArray
 from healthhut.gateway.dsp.filters import FloatArray
 from healthhut.gateway.dsp.quality import (
@@ -99,7 +100,6 @@ class EcgAnalyzer:
         flat_uv: float = FLAT_UV,
     ) -> None:
         self.fs = float(fs)
-        self.detector = EcgDetector(fs, mains_hz)
         self._rails = rails
         self._limits = limits or RhythmLimits()
         self._flat_uv = flat_uv
@@ -107,11 +107,11 @@ class EcgAnalyzer:
         self._block = max(1, round(BLOCK_S * fs))
         self._window = self._block * max(1, round(WINDOW_S / BLOCK_S))
         self._min_window = max(1, round(MIN_WINDOW_S * fs))
-        self._piece = max(1, round(fs))  # big chunks go through in 1 s pieces so the history stays bounded
-        capacity = 2 * self._window + self.detector.latency_samples + 2 * self._piece
-        self._raw = History(capacity)
-        self._conditioned = History(capacity)
-        self._slope = History(capacity)
+        self._piece = self._window  # big chunks go through a window at a time so the history stays bounded
+        # Behind the reported horizon the detector keeps the last graded window, the one being filled and a
+        # piece: the last window may be graded again with the strip's tail.
+        self.detector = EcgDetector(fs, mains_hz, history=2 * self._window + self._piece + self._block)
+        self._latency = self.detector.latency_samples
         self._beats: list[int] = []
         self._windows: list[EcgWindowQuality] = []
         self._blocks: list[tuple[FloatArray, FloatArray, FloatArray]] = []  # per window: lows, highs, slopes
@@ -130,22 +130,19 @@ class EcgAnalyzer:
     def push(self, chunk_uv: ArrayLike) -> IndexArray:
         if self._summary is not None:
             raise RuntimeError("the strip is finished; make a new analyser for a new strip")
-        # A copy: the history keeps these samples, and the caller may reuse its buffer.
-        x = np.array(chunk_uv, dtype=np.float64).ravel()
+        x = np.asarray(chunk_uv, dtype=np.float64).ravel()  # the detector keeps its own copy
         if x.size <= self._piece:
             return self._push_piece(x)
         found = [self._push_piece(x[i : i + self._piece]) for i in range(0, x.size, self._piece)]
         return np.concatenate(found)
 
     def _push_piece(self, piece: FloatArray) -> IndexArray:
-        conditioned = self.detector.condition(piece)
-        peaks, slope = self.detector.step(conditioned)
-        self._raw.append(piece)
-        self._conditioned.append(conditioned)
-        self._slope.append(slope)
+        detector = self.detector
+        peaks = detector.push(piece)
         if peaks.size:
             self._beats.extend(peaks.tolist())
-        if self._next_window + self._window <= self._raw.end - self.detector.latency_samples:
+        # A window is graded once every beat inside it has been reported; its samples are filtered by then.
+        if self._next_window + self._window <= detector.pushed - self._latency:
             self._assess_ready_windows(final=False)
         return peaks
 
@@ -160,9 +157,9 @@ class EcgAnalyzer:
     # -- windows -------------------------------------------------------------------------------------
 
     def _assess_ready_windows(self, *, final: bool) -> None:
-        n = self._raw.end
+        n = self.detector.pushed
         # Every beat before this sample has been reported, so a window ending here can be graded.
-        horizon = n if final else n - self.detector.latency_samples
+        horizon = n if final else n - self._latency
         while self._next_window + self._window <= horizon:
             self._assess(self._next_window, self._next_window + self._window)
             self._next_window += self._window
@@ -173,28 +170,30 @@ class EcgAnalyzer:
             return
         if tail >= self._min_window or not self._windows:
             self._assess(self._next_window, n)
-        elif self._windows[-1].start >= self._raw.start:
+        else:
             last = self._windows.pop()
             self._blocks.pop()
             self._assess(last.start, n)
         self._next_window = n
 
     def _assess(self, start: int, stop: int) -> None:
-        beats = np.asarray(self._beats, dtype=np.int64)
-        inside = beats[(beats >= start) & (beats < stop)] - start
-        raw = self._raw.get(start, stop)
+        raw, conditioned, derivative = self.detector.recent(start, stop)
+        beats = self._beats  # ascending: each push reports peaks after those of the pushes before
+        inside = np.array(beats[bisect.bisect_left(beats, start) : bisect.bisect_left(beats, stop)], dtype=np.int64)
+        lows, highs, slopes = block_stats(raw, derivative, self._block)
         self._windows.append(
             assess_ecg_window(
                 raw,
-                self._conditioned.get(start, stop),
-                inside,
+                conditioned,
+                inside - start,
                 self.fs,
                 start,
                 flat_uv=self._flat_uv,
                 rails=self._rails,
+                blocks=(lows, highs),
             )
         )
-        self._blocks.append(block_stats(raw, self._slope.get(start, stop), self._block))
+        self._blocks.append((lows, highs, slopes))
 
     # -- summary -------------------------------------------------------------------------------------
 
@@ -247,7 +246,7 @@ class EcgAnalyzer:
             flags.add(Flag.IRREGULAR_PULSE)
         return EcgSummary(
             fs=fs,
-            duration_s=self._raw.end / fs,
+            duration_s=self.detector.pushed / fs,
             r_peaks=tuple(beats.tolist()),
             heart_rate=heart_rate,
             rr_intervals_ms=tuple((good_rr * 1000.0).tolist()),
@@ -270,19 +269,19 @@ class EcgAnalyzer:
         if not usable_beat.any() or not self._blocks:
             return []
         fs, size = self.fs, self._block
+        end = self.detector.pushed
+        followers = np.append(beats[1:], end)
+        gaps = np.flatnonzero(usable_beat & ((followers - beats) / fs >= self._limits.pause_s))
+        if not gaps.size:
+            return []
         lows = np.concatenate([b[0] for b in self._blocks])
         highs = np.concatenate([b[1] for b in self._blocks])
         slopes = np.concatenate([b[2] for b in self._blocks])
         first_block = self._windows[0].start // size
         problem = lead_problem_blocks(lows, highs, fs, size, self._flat_uv, self._rails)
-        beat_slopes = [self._block_max(slopes, first_block, int(b)) for b in beats[usable_beat]]
-        quiet_limit = PAUSE_QUIET_SLOPE * float(np.median(beat_slopes))
-        end = self._raw.end
-        followers = np.append(beats[1:], end)
+        quiet_limit = PAUSE_QUIET_SLOPE * float(np.median(self._beat_slopes(slopes, first_block, beats[usable_beat])))
         pauses = []
-        for first, after, usable in zip(beats.tolist(), followers.tolist(), usable_beat.tolist(), strict=True):
-            if not usable or (after - first) / fs < self._limits.pause_s:
-                continue
+        for first, after in zip(beats[gaps].tolist(), followers[gaps].tolist(), strict=True):
             lo, hi = first // size - first_block, -(-after // size) - first_block
             if lo < 0 or problem[lo:hi].any():
                 continue
@@ -293,11 +292,18 @@ class EcgAnalyzer:
             pauses.append((first, after))
         return pauses
 
-    def _block_max(self, values: FloatArray, first_block: int, sample: int) -> float:
+    def _beat_slopes(self, slopes: FloatArray, first_block: int, beats: IndexArray) -> FloatArray:
+        """Each beat's steepest QRS-band slope: the largest block slope from 50 ms before to 150 ms after it."""
         size = self._block
-        lo = max(0, (sample + round(BEAT_SLOPE_SPAN_S[0] * self.fs)) // size - first_block)
-        hi = min(values.size, (sample + round(BEAT_SLOPE_SPAN_S[1] * self.fs)) // size + 1 - first_block)
-        return float(values[lo:hi].max()) if hi > lo else 0.0
+        lo = np.maximum(0, (beats + round(BEAT_SLOPE_SPAN_S[0] * self.fs)) // size - first_block)
+        hi = np.minimum(slopes.size, (beats + round(BEAT_SLOPE_SPAN_S[1] * self.fs)) // size + 1 - first_block)
+        width = int((hi - lo).max(initial=0))
+        if width <= 0:
+            return np.zeros(beats.size)
+        blocks = lo[:, None] + np.arange(width)
+        inside = blocks < hi[:, None]
+        values = np.where(inside, slopes[np.minimum(blocks, slopes.size - 1)], -np.inf).max(axis=1)
+        return np.where(hi > lo, values, 0.0)
 
 
 def analyze_ecg(

@@ -8,10 +8,16 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import signal as sps
 
 from healthhut.gateway.dsp._buffers import History
-from healthhut.gateway.dsp.filters import FirFilter, FloatArray, SosFilter, moving_average_taps, ppg_sos
+from healthhut.gateway.dsp.filters import (
+    FirFilter,
+    FloatArray,
+    SosFilter,
+    moving_average_taps,
+    ppg_sos,
+    sosfilt_kernel,
+)
 from healthhut.gateway.dsp.quality import PpgWindowQuality, assess_ppg_window
 from healthhut.protocol import Flag
 
@@ -80,6 +86,8 @@ class PulseDetector:
         self._ma_beat = FirFilter(moving_average_taps(w2))
         alpha = 1.0 - np.exp(-1.0 / (MEAN_TAU_S * fs))
         self._alpha = float(alpha)
+        # The exponential mean m[n] = alpha e[n] + (1 - alpha) m[n-1] as one first-order section.
+        self._mean_sos = np.array([[self._alpha, 0.0, 0.0, 1.0, self._alpha - 1.0, 0.0]])
         self._mean_state: FloatArray | None = None
         self._max_block = max(w1, round(MAX_BLOCK_S * fs))
         self._min_interval = round(MIN_PULSE_INTERVAL_S * fs)
@@ -116,14 +124,15 @@ class PulseDetector:
             energy = clipped * clipped
             peak_avg = self._ma_peak.process(energy)
             beat_avg = self._ma_beat.process(energy)
-            # Exponential mean of the energy, started at the first value; lfilter carries its state exactly.
+            # Exponential mean of the energy, started at the first value; the section carries its state exactly.
             if self._mean_state is None:
-                self._mean_state = np.array([(1.0 - self._alpha) * float(energy[0])])
-            means, self._mean_state = sps.lfilter([self._alpha], [1.0, self._alpha - 1.0], energy, zi=self._mean_state)
+                self._mean_state = np.array([[[(1.0 - self._alpha) * float(energy[0]), 0.0]]])
+            means = energy[None].copy()
+            sosfilt_kernel(self._mean_sos, means, self._mean_state)
             self._filtered = np.concatenate((self._filtered, filtered))
             self._peak_avg = np.concatenate((self._peak_avg, peak_avg))
             self._beat_avg = np.concatenate((self._beat_avg, beat_avg))
-            self._limit = np.concatenate((self._limit, beat_avg + BETA * np.asarray(means, dtype=np.float64)))
+            self._limit = np.concatenate((self._limit, beat_avg + BETA * means[0]))
             self._n += filtered.size
             self._classify(self._n - 1 - self._h2)
             self._trim()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 from enum import StrEnum
@@ -97,12 +98,15 @@ class PpgWindowQuality:
 def kurtosis(x: ArrayLike) -> float:
     """Pearson (non-excess) kurtosis; a clean ECG, peaky with its QRS complexes, scores above 5."""
     v = np.asarray(x, dtype=np.float64)
-    centred = v - v.mean()
+    if not v.size:
+        return 0.0
+    # Means written as sum / count: what ndarray.mean computes, without its per-call overhead.
+    centred = v - np.add.reduce(v) / v.size
     squared = centred * centred
-    variance = float(squared.mean())
+    variance = float(np.add.reduce(squared)) / v.size
     if variance <= 0:
         return 0.0
-    return float((squared * squared).mean() / (variance * variance))
+    return float(np.add.reduce(squared * squared)) / v.size / (variance * variance)
 
 
 def spectral_sqis(x: ArrayLike, fs: float) -> tuple[float, float]:
@@ -114,21 +118,32 @@ def spectral_sqis(x: ArrayLike, fs: float) -> tuple[float, float]:
     v = np.asarray(x, dtype=np.float64)
     if v.size < 2:
         return 0.0, 0.0
-    spectrum = np.fft.rfft((v - v.mean()) * np.hanning(v.size))
+    window, (qrs_band, wide_band, total_band, base_band) = _periodogram_plan(v.size, fs)
+    spectrum = np.fft.rfft((v - v.mean()) * window)
     power = spectrum.real**2 + spectrum.imag**2
-    freqs = np.fft.rfftfreq(v.size, 1.0 / fs)
     cumulative = np.concatenate(([0.0], np.cumsum(power)))
 
-    def band(lo: float, hi: float) -> float:
-        i = int(np.searchsorted(freqs, lo, side="left"))
-        j = int(np.searchsorted(freqs, hi, side="right"))
-        return float(cumulative[j] - cumulative[i])
+    def band(edges: tuple[int, int]) -> float:
+        return float(cumulative[edges[1]] - cumulative[edges[0]])
 
-    qrs, wide = band(5, 15), band(5, 40)
+    qrs, wide = band(qrs_band), band(wide_band)
     psqi = qrs / wide if wide > 0 else 0.0
-    total = band(0, 40)
-    bassqi = 1.0 - band(0, 1) / total if total > 0 else 0.0
+    total = band(total_band)
+    bassqi = 1.0 - band(base_band) / total if total > 0 else 0.0
     return psqi, bassqi
+
+
+@functools.lru_cache(maxsize=16)
+def _periodogram_plan(size: int, fs: float) -> tuple[FloatArray, tuple[tuple[int, int], ...]]:
+    """The Hann window and the bin ranges of the 5-15, 5-40, 0-40 and 0-1 Hz bands for a window length."""
+    window = np.hanning(size)
+    window.flags.writeable = False
+    freqs = np.fft.rfftfreq(size, 1.0 / fs)
+    bands = tuple(
+        (int(np.searchsorted(freqs, lo, side="left")), int(np.searchsorted(freqs, hi, side="right")))
+        for lo, hi in ((5, 15), (5, 40), (0, 40), (0, 1))
+    )
+    return window, bands
 
 
 def grade(ksqi: float, psqi: float, bassqi: float) -> Grade:
@@ -158,15 +173,16 @@ def template_correlation(x: ArrayLike, beats: ArrayLike, half_width: int) -> flo
     b = b[(b - half_width >= 0) & (b + half_width < v.size)]
     if b.size < 2:
         return float("nan")
+    width = 2 * half_width + 1
     segments = v[b[:, None] + np.arange(-half_width, half_width + 1)[None, :]]
-    template = segments.mean(axis=0)
-    seg_c = segments - segments.mean(axis=1, keepdims=True)
-    tpl_c = template - template.mean()
-    denominator = np.sqrt((seg_c * seg_c).sum(axis=1) * float((tpl_c * tpl_c).sum()))
+    template = np.add.reduce(segments, axis=0) / b.size
+    seg_c = segments - np.add.reduce(segments, axis=1, keepdims=True) / width
+    tpl_c = template - np.add.reduce(template) / width
+    denominator = np.sqrt(np.add.reduce(seg_c * seg_c, axis=1) * float(np.add.reduce(tpl_c * tpl_c)))
     with np.errstate(invalid="ignore", divide="ignore"):
-        r = (seg_c @ tpl_c) / denominator
-    r = np.where(np.isfinite(r), r, 0.0)
-    return float(r.mean())
+        r: FloatArray = (seg_c @ tpl_c) / denominator
+    r[~np.isfinite(r)] = 0.0
+    return float(np.add.reduce(r)) / r.size
 
 
 def block_extremes(x: FloatArray, size: int) -> tuple[FloatArray, FloatArray]:
@@ -183,10 +199,14 @@ def block_extremes(x: FloatArray, size: int) -> tuple[FloatArray, FloatArray]:
 def flat_blocks(lows: FloatArray, highs: FloatArray, span: int, level: float) -> np.ndarray:
     """Blocks inside any run of ``span`` consecutive blocks whose joint peak-to-peak is below ``level``."""
     out = np.zeros(lows.size, dtype=bool)
-    if lows.size < span:
+    if lows.size < span or not (highs - lows < level).any():  # a flat run needs flat blocks
         return out
-    low = np.lib.stride_tricks.sliding_window_view(lows, span).min(axis=1)
-    high = np.lib.stride_tricks.sliding_window_view(highs, span).max(axis=1)
+    # Running minimum and maximum over each run of ``span`` blocks (span is a handful: 5 at 100 ms blocks).
+    runs = lows.size - span + 1
+    low, high = lows[:runs].copy(), highs[:runs].copy()
+    for k in range(1, span):
+        np.minimum(low, lows[k : k + runs], out=low)
+        np.maximum(high, highs[k : k + runs], out=high)
     for start in np.flatnonzero(high - low < level):
         out[start : start + span] = True
     return out
@@ -216,8 +236,12 @@ def assess_ecg_window(
     *,
     flat_uv: float = FLAT_UV,
     rails: tuple[float, float] | None = None,
+    blocks: tuple[FloatArray, FloatArray] | None = None,
 ) -> EcgWindowQuality:
-    """Grade one ECG window. ``raw`` (µV) and ``conditioned`` cover the same samples; ``beats`` index into them."""
+    """Grade one ECG window. ``raw`` (µV) and ``conditioned`` cover the same samples; ``beats`` index into them.
+
+    ``blocks`` are the raw window's ``block_extremes`` when the caller has them already.
+    """
     raw_v = np.asarray(raw, dtype=np.float64)
     cond = np.asarray(conditioned, dtype=np.float64)
     b = np.asarray(beats, dtype=np.int64)
@@ -225,14 +249,11 @@ def assess_ecg_window(
     psqi, bassqi = spectral_sqis(raw_v, fs)
     window_grade = grade(ksqi, psqi, bassqi)
     block = max(1, round(BLOCK_S * fs))
-    lows, highs = block_extremes(raw_v, block)
+    lows, highs = block_extremes(raw_v, block) if blocks is None else blocks
     lead_problem_s = float(lead_problem_blocks(lows, highs, fs, block, flat_uv, rails).sum()) * block / fs
     # Orphanidou: the template spans the median RR, centred on the R peak.
-    if b.size >= 2:
-        half = int(np.median(np.diff(b))) // 2
-        correlation = template_correlation(cond, b, half)
-    else:
-        correlation = float("nan")
+    rr_median = _median(np.diff(b).tolist()) if b.size >= 2 else 0.0
+    correlation = template_correlation(cond, b, int(rr_median) // 2) if b.size >= 2 else float("nan")
     usable = window_grade is not Grade.UNACCEPTABLE and bool(correlation >= ECG_TEMPLATE_MIN) and lead_problem_s == 0.0
     return EcgWindowQuality(
         start=start,
@@ -246,6 +267,13 @@ def assess_ecg_window(
         lead_problem_s=lead_problem_s,
         usable=usable,
     )
+
+
+def _median(values: list[int]) -> float:
+    """np.median of a short list of integers, without numpy's overhead."""
+    ordered = sorted(values)
+    half = len(ordered) // 2
+    return float(ordered[half]) if len(ordered) % 2 else (ordered[half - 1] + ordered[half]) / 2
 
 
 def assess_ppg_window(

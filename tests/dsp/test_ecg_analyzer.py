@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import wfdb
 
-from healthhut.gateway.dsp.ecg import EcgAnalyzer, analyze_ecg
+from healthhut.gateway.dsp.ecg import EcgAnalyzer, EcgDetector, EcgSummary, analyze_ecg
 from healthhut.gateway.dsp.rhythm import RhythmFinding, RhythmLimits
 from healthhut.gateway.dsp.scoring import BEAT_SYMBOLS
 from healthhut.protocol import Flag
@@ -149,6 +149,26 @@ def test_chunked_analysis_gives_the_same_summary() -> None:
     assert list(np.concatenate(streamed)) == list(summary.r_peaks)[: sum(p.size for p in streamed)]
     with pytest.raises(RuntimeError, match="finished"):
         analyzer.push(x[:10])
+
+
+def test_windows_are_graded_at_the_same_pushes_when_the_detector_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The detector stores short chunks until a beat may fall due; window grading must not notice.
+    rr = sinus_rr(60)
+    rr[30] = 3.2
+    x, _ = strip(rr)
+
+    def graded_after_each_push() -> tuple[list[int], list[list[int]], EcgSummary]:
+        analyzer = EcgAnalyzer(FS)
+        counts, peaks = [], []
+        for start in range(0, x.size, 62):
+            peaks.append(analyzer.push(x[start : start + 62]).tolist())
+            counts.append(len(analyzer.windows))
+        return counts, peaks, analyzer.finish()
+
+    waited = graded_after_each_push()
+    monkeypatch.setattr(EcgDetector, "_needs_processing", lambda self: True)
+    assert graded_after_each_push() == waited
+    assert waited[0][-1] == 5
 
 
 def test_record_100_is_a_clean_regular_strip() -> None:
