@@ -168,13 +168,17 @@ class Hut:
 
     # -- what reached InfluxDB ----------------------------------------------------------------------
     def stored(self) -> list[str]:
-        """obs_id of every spo2 point in InfluxDB (a duplicate would appear twice)."""
+        """obs_id of every observation point in InfluxDB, of every kind (a duplicate would appear twice)."""
         try:
-            result = self.stack.influxd.query('SELECT obs_id FROM "spo2"', db=self.db)
+            result = self.stack.influxd.query("SELECT obs_id FROM /.*/", db=self.db)
         except Exception:  # noqa: BLE001 - the database appears with the collector's first write
             return []
-        series = result["results"][0].get("series", [])
-        return [row[1] for row in series[0]["values"]] if series else []
+        return [
+            row[1]
+            for series in result["results"][0].get("series", [])
+            for row in series["values"]
+            if row[1] is not None
+        ]
 
     def stored_gaps(self) -> list[dict[str, Any]]:
         result = self.stack.influxd.query('SELECT detail FROM "hut_event" WHERE "event" = \'gap\'', db=self.db)
