@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
+from dataclasses import asdict
 from types import MappingProxyType
 
 from healthhut.drivers.contec_cms50.codec import (
@@ -15,7 +16,7 @@ from healthhut.drivers.contec_cms50.codec import (
     SYNC_BIT,
     Cms50Frame,
 )
-from healthhut.firmware_sim.signals import PpgGenerator
+from healthhut.firmware_sim.signals import PpgGenerator, Rhythm
 
 # SAMPLE_RATE_HZ is re-exported: it is the stream's frame rate, which players pace themselves by.
 __all__ = ["ACQUIRE_FRAMES", "FINGER_OUT_FRAME", "SAMPLE_RATE_HZ", "Cms50Stream", "encode_frame"]
@@ -70,13 +71,25 @@ class Cms50Stream:
     """A live CMS50 at 60 frames/s: a pleth waveform at the set pulse rate and numerics that wander.
 
     Set ``spo2`` and ``pulse_rate`` at any time; :meth:`finger_out` and :meth:`finger_in` model the
-    finger leaving and re-entering the probe. The same seed gives the same bytes, however the frames are
-    split between calls to :meth:`frames`.
+    finger leaving and re-entering the probe; :meth:`override` sends raw field values (faults). The same
+    seed gives the same bytes, however the frames are split between calls to :meth:`frames`.
     """
 
-    def __init__(self, spo2: int, pulse_rate: int, *, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        spo2: int,
+        pulse_rate: int,
+        *,
+        seed: int | None = None,
+        rhythm: Rhythm = Rhythm.SINUS,
+        pause_every: int | None = None,
+    ) -> None:
         self._rng = random.Random(seed)
-        self._ppg = PpgGenerator(SAMPLE_RATE_HZ, _clamp(pulse_rate, PULSE_RATE_VALID), self._rng)
+        self._ppg = PpgGenerator(
+            SAMPLE_RATE_HZ, _clamp(pulse_rate, PULSE_RATE_VALID), self._rng, rhythm=rhythm, pause_every=pause_every
+        )
+        self._override: Mapping[str, int] = {}
+        self._override_frames = 0
         self.spo2 = spo2
         self.pulse_rate = pulse_rate
         self._finger_in = True
@@ -121,11 +134,25 @@ class Cms50Stream:
             self._finger_in = True
             self._acquiring = ACQUIRE_FRAMES
 
+    def override(self, frames: int, fields: Mapping[str, int]) -> None:
+        """Send ``fields`` (frame field names to raw values, sentinels and out-of-range values included) in
+        the next ``frames`` frames, in place of what the stream would send."""
+        unknown = set(fields) - set(FIELD_MAX)
+        if unknown:
+            raise ValueError(f"no numeric frame field {', '.join(sorted(unknown))}")
+        self._override, self._override_frames = dict(fields), frames
+
     def frames(self, n: int) -> bytes:
         """The next ``n`` frames of the stream, encoded."""
         if n < 0:
             raise ValueError(f"cannot produce {n} frames")
-        return b"".join(encode_frame(self._next_frame()) for _ in range(n))
+        return b"".join(encode_frame(self._overridden(self._next_frame())) for _ in range(n))
+
+    def _overridden(self, frame: Cms50Frame) -> Cms50Frame:
+        if self._override_frames <= 0:
+            return frame
+        self._override_frames -= 1
+        return Cms50Frame(**{**asdict(frame), **self._override})
 
     def _refresh_numerics(self) -> None:
         self._shown_spo2 = _clamp(self._spo2 + self._rng.randint(-1, 1), SPO2_VALID)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
+from dataclasses import asdict
 from types import MappingProxyType
 
 from healthhut.drivers.contec_cms50.codec import PULSE_RATE_VALID, SAMPLE_RATE_HZ, SPO2_VALID
 from healthhut.drivers.contec_cms50.codec_v2 import PI_UNAVAILABLE, Cms50V2Frame
-from healthhut.firmware_sim.signals import PpgGenerator
+from healthhut.firmware_sim.signals import PpgGenerator, Rhythm
 
 __all__ = [
     "ACQUIRE_FRAMES",
@@ -125,13 +126,27 @@ class Cms50V2Stream:
     """A CMS50 with firmware 4.6+ at 60 packets/s: pleth at the set pulse rate, numerics that wander.
 
     Set ``spo2`` and ``pulse_rate`` at any time; :meth:`finger_out` and :meth:`finger_in` model the finger
-    leaving and re-entering the clip. The same seed gives the same bytes, however the frames are split
-    between calls to :meth:`frames`. Time passes with every frame asked for, streaming or not.
+    leaving and re-entering the clip; :meth:`override` sends raw field values (faults). The same seed gives
+    the same bytes, however the frames are split between calls to :meth:`frames`. Time passes with every
+    frame asked for, streaming or not.
     """
 
-    def __init__(self, spo2: int, pulse_rate: int, *, seed: int | None = None, require_start: bool = True) -> None:
+    def __init__(
+        self,
+        spo2: int,
+        pulse_rate: int,
+        *,
+        seed: int | None = None,
+        require_start: bool = True,
+        rhythm: Rhythm = Rhythm.SINUS,
+        pause_every: int | None = None,
+    ) -> None:
         self._rng = random.Random(seed)
-        self._ppg = PpgGenerator(SAMPLE_RATE_HZ, _clamp(pulse_rate, PULSE_RATE_VALID), self._rng)
+        self._ppg = PpgGenerator(
+            SAMPLE_RATE_HZ, _clamp(pulse_rate, PULSE_RATE_VALID), self._rng, rhythm=rhythm, pause_every=pause_every
+        )
+        self._override: Mapping[str, int] = {}
+        self._override_frames = 0
         self.spo2 = spo2
         self.pulse_rate = pulse_rate
         self._commands = HostCommandReader()
@@ -195,6 +210,13 @@ class Cms50V2Stream:
             elif command == STOP:
                 self._streaming = False
 
+    def override(self, frames: int, fields: Mapping[str, int]) -> None:
+        """Send ``fields`` (frame field names to raw values) in the next ``frames`` frame periods."""
+        unknown = set(fields) - set(FIELD_MAX)
+        if unknown:
+            raise ValueError(f"no numeric frame field {', '.join(sorted(unknown))}")
+        self._override, self._override_frames = dict(fields), frames
+
     def frames(self, n: int) -> bytes:
         """The next ``n`` frame periods: their packets while streaming, nothing while not."""
         if n < 0:
@@ -202,6 +224,9 @@ class Cms50V2Stream:
         out = bytearray()
         for _ in range(n):
             frame = self._next_frame()
+            if self._override_frames > 0:
+                self._override_frames -= 1
+                frame = Cms50V2Frame(**{**asdict(frame), **self._override})
             if self._streaming:
                 out += encode_realtime(frame)
                 self._since_host += 1

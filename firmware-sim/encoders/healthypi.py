@@ -11,10 +11,11 @@ import math
 import random
 import struct
 from collections.abc import Mapping
+from dataclasses import replace
 from types import MappingProxyType
 
 from healthhut.drivers.healthypi.codec import ECG_UV_PER_COUNT, SAMPLE_RATE_HZ, HealthyPiFrame
-from healthhut.firmware_sim.signals import EcgGenerator, PpgGenerator
+from healthhut.firmware_sim.signals import EcgGenerator, PpgGenerator, Rhythm
 
 __all__ = ["LEADS_OFF_STATUS", "SAMPLE_RATE_HZ", "HealthyPiStream", "encode_packet"]
 
@@ -90,8 +91,9 @@ def ratio_of_ratios(spo2: float) -> float:
 class HealthyPiStream:
     """A HealthyPi v4 at 125 packets/s with a set heart rate, SpO2, respiration rate and temperature.
 
-    :meth:`leads_off` and :meth:`leads_on` model the ECG cable. The same seed gives the same bytes,
-    however the packets are split between calls to :meth:`frames`.
+    :meth:`leads_off` and :meth:`leads_on` model the ECG cable; :meth:`override` sends raw field values
+    (faults). ``rhythm`` and ``pause_every`` shape the ECG and the pulse (:class:`BeatClock`). The same seed
+    gives the same bytes, however the packets are split between calls to :meth:`frames`.
     """
 
     def __init__(
@@ -102,6 +104,8 @@ class HealthyPiStream:
         respiration_rate: int = 15,
         temperature: float = 36.5,
         seed: int | None = None,
+        rhythm: Rhythm = Rhythm.SINUS,
+        pause_every: int | None = None,
     ) -> None:
         if heart_rate not in range(30, 251):
             raise ValueError(f"heart_rate must be in 30..250, not {heart_rate}")
@@ -116,8 +120,10 @@ class HealthyPiStream:
         self.spo2 = spo2
         self.respiration_rate = respiration_rate
         self.temperature = temperature
-        self._ecg = EcgGenerator(SAMPLE_RATE_HZ, heart_rate, self._rng)
-        self._ppg = PpgGenerator(SAMPLE_RATE_HZ, heart_rate, self._rng)
+        self._ecg = EcgGenerator(SAMPLE_RATE_HZ, heart_rate, self._rng, rhythm=rhythm, pause_every=pause_every)
+        self._ppg = PpgGenerator(SAMPLE_RATE_HZ, heart_rate, self._rng, rhythm=rhythm, pause_every=pause_every)
+        self._override: Mapping[str, int] = {}
+        self._override_frames = 0
         self._leads_on = True
         self._packet_index = 0
         self._breath_phase = 0.0
@@ -142,11 +148,24 @@ class HealthyPiStream:
             self._r_peaks = 0
             self._shown_hr = 0
 
+    def override(self, frames: int, fields: Mapping[str, int]) -> None:
+        """Send ``fields`` (packet field names to raw values) in the next ``frames`` packets."""
+        unknown = set(fields) - set(FIELD_RANGES)
+        if unknown:
+            raise ValueError(f"no packet field {', '.join(sorted(unknown))}")
+        self._override, self._override_frames = dict(fields), frames
+
     def frames(self, n: int) -> bytes:
         """The next ``n`` packets, encoded."""
         if n < 0:
             raise ValueError(f"cannot produce {n} frames")
-        return b"".join(encode_packet(self._next_frame()) for _ in range(n))
+        return b"".join(encode_packet(self._overridden(self._next_frame())) for _ in range(n))
+
+    def _overridden(self, frame: HealthyPiFrame) -> HealthyPiFrame:
+        if self._override_frames <= 0:
+            return frame
+        self._override_frames -= 1
+        return replace(frame, **self._override)
 
     def _next_frame(self) -> HealthyPiFrame:
         self._packet_index += 1

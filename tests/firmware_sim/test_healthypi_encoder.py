@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from healthhut.drivers import available_drivers
 from healthhut.drivers.healthypi import ECG_UV_PER_COUNT, HealthyPiDecoder, HealthyPiFrame, parse_packet
 from healthhut.firmware_sim.cli import main
 from healthhut.firmware_sim.encoders.healthypi import (
@@ -21,6 +22,7 @@ from healthhut.firmware_sim.encoders.healthypi import (
     ratio_of_ratios,
 )
 from healthhut.firmware_sim.players import PLAYERS
+from healthhut.firmware_sim.scenarios import SCENARIOS
 from healthhut.firmware_sim.signals import EcgGenerator
 from healthhut.protocol import Flag, Kind, Quantity, Reading
 
@@ -195,12 +197,13 @@ def test_ecg_generator_beats_at_the_set_rate() -> None:
 def test_players_offer_healthypi_and_the_nine_byte_cms50() -> None:
     healthypi = PLAYERS["healthypi"]
     assert healthypi.frames_per_second == FS
-    assert len(healthypi.new_source(97, 70, 1).frames(3)) == 3 * PACKET
+    resident = SCENARIOS["normal-adult"].with_values(spo2=97, pulse_rate=70)
+    assert len(healthypi.new_source(resident, 1).frames(3)) == 3 * PACKET
     cms50 = PLAYERS["contec-cms50"]
     assert cms50.for_protocol(None) is cms50 and cms50.for_protocol("5-byte") is cms50
     nine = cms50.for_protocol("9-byte")
     assert nine.frames_per_second == 60 and nine.default_protocol == "9-byte"
-    assert nine.new_source(97, 70, 1).frames(60) == b""  # it waits for the start command
+    assert nine.new_source(resident, 1).frames(60) == b""  # it waits for the start command
     with pytest.raises(KeyError, match="has no protocol '7-byte'; it has: 5-byte, 9-byte"):
         cms50.for_protocol("7-byte")
     assert abs(ECG_UV_PER_COUNT - 24.6175) < 1e-4
@@ -209,7 +212,7 @@ def test_players_offer_healthypi_and_the_nine_byte_cms50() -> None:
 def test_cli_lists_the_players_and_refuses_an_unknown_protocol(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list"]) == 0
     listing = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in listing if not line.startswith(" ")] == ["contec-cms50", "healthypi"]
+    assert [line.split()[0] for line in listing if not line.startswith(" ")] == available_drivers()
     assert any("--protocol 9-byte" in line for line in listing)
     with pytest.raises(SystemExit) as caught:
         main(["play", "healthypi", "--protocol", "9-byte"])
