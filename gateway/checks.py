@@ -8,10 +8,14 @@ in a worker thread, so a 10-second strip never stalls the event loop that reads 
 from __future__ import annotations
 
 import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from healthhut.gateway.dsp.spot import check_reading
 from healthhut.protocol import KINDS, Finding, Flag, Kind, Quantity, Reading
+
+log = logging.getLogger(__name__)
 
 # Display pleth of a CMS50 is 0..127; knowing the rails lets the analysis spot clipping.
 PLETH_RAILS = (0.0, 127.0)
@@ -74,8 +78,28 @@ def _analyse(reading: Reading, mains_hz: float) -> StripAnalysis | None:
     return StripAnalysis(summary, Verdict(flags, fit and bool(values.keys() - {"signal_quality"}), reasons, findings))
 
 
+# One analysis thread, and at most this many strips waiting for it: a Pi that falls behind skips the
+# analysis of a strip (the strip itself is still stored) rather than queue work without bound, which
+# would also hold up a shutdown until the queue had drained.
+_ANALYSER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsp")
+MAX_WAITING = 4
+_waiting = 0
+skipped = 0
+
+
 async def analyse_strip(reading: Reading, mains_hz: float = 50.0) -> StripAnalysis | None:
-    """Analyse an ECG or PPG strip off the event loop; None for a kind with no analysis."""
+    """Analyse an ECG or PPG strip off the event loop; None for a kind with no analysis, or when the
+    analyser is too far behind."""
+    global _waiting, skipped  # noqa: PLW0603 - one analyser per process
     if reading.strip is None or not KINDS[reading.kind].waveform:
         return None
-    return await asyncio.to_thread(_analyse, reading, mains_hz)
+    if _waiting >= MAX_WAITING:
+        skipped += 1
+        if skipped == 1 or skipped % 100 == 0:
+            log.warning("signal analysis is behind; %d strip(s) stored without analysis so far", skipped)
+        return None
+    _waiting += 1
+    try:
+        return await asyncio.get_running_loop().run_in_executor(_ANALYSER, _analyse, reading, mains_hz)
+    finally:
+        _waiting -= 1

@@ -48,11 +48,8 @@ class MemorySpool:
                 continue
             excess = self._size + len(item.body) - self.quota_bytes
             if excess > 0:
-                candidates = [
-                    (rowid, row.priority, len(row.body))
-                    for rowid, row in self._rows.items()
-                    if rowid not in self._leased
-                ]
+                # In flight or not, as in the SQLite spool: priority decides.
+                candidates = [(rowid, row.priority, len(row.body)) for rowid, row in self._rows.items()]
                 victims = plan_eviction(candidates, excess, item.priority)
                 if victims is None:
                     raise SpoolFullError(f"no room for a {item.channel} item of {len(item.body)} bytes")
@@ -68,6 +65,7 @@ class MemorySpool:
         self._next += 1
 
     def _evict(self, rowid: int) -> tuple[SpoolChannel, Priority, int]:
+        self._leased.discard(rowid)
         row = self._rows.pop(rowid)
         self._keys.discard(row.key)
         self._size -= len(row.body)

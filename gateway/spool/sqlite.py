@@ -203,14 +203,15 @@ class SqliteSpool:
         excess = self._size + pending_size + len(item.body) - room
         if excess <= 0:
             return 0, 0, 0, 0
-        leased = self._leased
+        # Leased rows (in a message sent but not yet confirmed) may go too: otherwise, with the broker
+        # down, a full window of waveforms would force vitals out first. Such a message may still be
+        # confirmed later, so a gap record can over-report a loss, never hide one.
         candidates = [
             (rowid, Priority(priority), size)
             for rowid, priority, size in self._db.execute(
                 "SELECT rowid, priority, size FROM items WHERE priority <= ? ORDER BY priority, rowid",
                 (int(item.priority),),
             )
-            if rowid not in leased
         ]
         victims = plan_eviction(candidates, excess, item.priority)
         if victims is None:
@@ -223,6 +224,7 @@ class SqliteSpool:
         rows = self._db.execute(f"SELECT channel, priority, size FROM items WHERE rowid IN ({marks})", victims)
         evicted = [(cast(SpoolChannel, channel), Priority(priority), int(size)) for channel, priority, size in rows]
         self._db.execute(f"DELETE FROM items WHERE rowid IN ({marks})", victims)
+        self._leased.difference_update(victims)
         freed = sum(size for _, _, size in evicted)
         # The gap is stored in the same transaction as the eviction: no loss without its record.
         gap_size = 0
