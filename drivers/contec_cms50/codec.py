@@ -96,6 +96,33 @@ def spo2_reading(frame: Cms50Frame) -> Reading | None:
     return numerics_reading(frame.spo2, frame.pulse_rate, frame_flags(frame))
 
 
+class PlethStrips:
+    """Collects the pleth byte of every frame (numerics or not) into strips of ``strip_samples``.
+
+    Both CMS50 protocol generations use it. A frame error does not restart a strip: garbage between
+    frames loses no sample, and a lost frame shifts the rest of a strip by one sample period (17 ms).
+    """
+
+    def __init__(self, strip_samples: int) -> None:
+        if strip_samples < 1:
+            raise ValueError(f"strip_samples must be at least 1, not {strip_samples}")
+        self.strip_samples = strip_samples
+        self._pleth: list[int] = []
+        self._flags: frozenset[Flag] = frozenset()
+
+    def add(self, pleth: int, flags: frozenset[Flag]) -> Reading | None:
+        """The finished ppg strip when this sample completes one, else None."""
+        self._pleth.append(pleth)
+        self._flags |= flags
+        if len(self._pleth) < self.strip_samples:
+            return None
+        strip = Strip(fs=SAMPLE_RATE_HZ, unit="1", raw=tuple(self._pleth), channel="pleth")
+        reading = Reading(kind=Kind.PPG, flags=self._flags, strip=strip)
+        self._pleth.clear()
+        self._flags = frozenset()
+        return reading
+
+
 class Cms50Decoder:
     """Stream decoder: bytes in, SpO2 readings (one per valid frame) and pleth strips out.
 
@@ -105,8 +132,7 @@ class Cms50Decoder:
     """
 
     def __init__(self, strip_samples: int = 600) -> None:
-        if strip_samples < 1:
-            raise ValueError(f"strip_samples must be at least 1, not {strip_samples}")
+        self._strips = PlethStrips(strip_samples)
         self.strip_samples = strip_samples
         self.frame_errors = 0
         self.frames_ok = 0
@@ -114,8 +140,6 @@ class Cms50Decoder:
         self._frame = bytearray()
         self._synced = False
         self._in_stray_run = False
-        self._pleth: list[int] = []
-        self._strip_flags: frozenset[Flag] = frozenset()
 
     def feed(self, data: bytes) -> list[Reading]:
         readings: list[Reading] = []
@@ -145,13 +169,7 @@ class Cms50Decoder:
         if numerics is not None:
             out.append(numerics)
         # Pleth is kept from every frame, numerics or not: the waveform is what shows a finger slipping.
-        # A frame error does not restart the strip: garbage between frames loses no sample, and a lost
-        # frame shifts the rest of a strip by one sample period (17 ms).
-        self._pleth.append(frame.pleth)
-        self._strip_flags |= frame_flags(frame)
-        if len(self._pleth) == self.strip_samples:
-            strip = Strip(fs=SAMPLE_RATE_HZ, unit="1", raw=tuple(self._pleth), channel="pleth")
-            out.append(Reading(kind=Kind.PPG, flags=self._strip_flags, strip=strip))
-            self._pleth.clear()
-            self._strip_flags = frozenset()
+        strip = self._strips.add(frame.pleth, frame_flags(frame))
+        if strip is not None:
+            out.append(strip)
         return out

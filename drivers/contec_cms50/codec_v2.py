@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from healthhut.drivers.base import DecodeError
-from healthhut.drivers.contec_cms50.codec import SAMPLE_RATE_HZ, numerics_reading
-from healthhut.protocol import Flag, Kind, Reading, Strip
+from healthhut.drivers.contec_cms50.codec import PlethStrips, numerics_reading
+from healthhut.protocol import Flag, Reading
 
 # Every byte after a packet's type byte has bit 7 set; only the type byte has it clear (README, Protocol, 9-byte).
 HIGH_BIT = 0x80
@@ -147,8 +147,7 @@ class Cms50V2Decoder:
     """
 
     def __init__(self, strip_samples: int = 600) -> None:
-        if strip_samples < 1:
-            raise ValueError(f"strip_samples must be at least 1, not {strip_samples}")
+        self._strips = PlethStrips(strip_samples)
         self.strip_samples = strip_samples
         self.frame_errors = 0
         self.frames_ok = 0
@@ -158,8 +157,6 @@ class Cms50V2Decoder:
         self._expected = 0
         self._synced = False
         self._in_error = False
-        self._pleth: list[int] = []
-        self._strip_flags: frozenset[Flag] = frozenset()
 
     def feed(self, data: bytes) -> list[Reading]:
         readings: list[Reading] = []
@@ -199,12 +196,8 @@ class Cms50V2Decoder:
         numerics = spo2_reading(frame)
         if numerics is not None:
             out.append(numerics)
-        # As in the 5-byte decoder: pleth from every packet, and a frame error does not restart a strip.
-        self._pleth.append(frame.pleth)
-        self._strip_flags |= frame_flags(frame)
-        if len(self._pleth) == self.strip_samples:
-            strip = Strip(fs=SAMPLE_RATE_HZ, unit="1", raw=tuple(self._pleth), channel="pleth")
-            out.append(Reading(kind=Kind.PPG, flags=self._strip_flags, strip=strip))
-            self._pleth.clear()
-            self._strip_flags = frozenset()
+        # Pleth is kept from every frame, numerics or not: the waveform is what shows a finger slipping.
+        strip = self._strips.add(frame.pleth, frame_flags(frame))
+        if strip is not None:
+            out.append(strip)
         return out
