@@ -18,6 +18,7 @@ examples:
   hut-collector check-config collector.toml
   hut-collector dead-letters --config collector.toml --limit 20
   hut-collector dead-letters --config collector.toml --hut hut-0001 --payload
+  hut-collector sequence --config collector.toml --hut hut-0001
 
 The example config, with every key explained, is collector/collector.example.toml.
 """
@@ -42,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     dead.add_argument("--limit", type=int, default=50)
     dead.add_argument("--hut", help="only this hut")
     dead.add_argument("--payload", action="store_true", help="also print the stored raw bytes")
+    sequence = commands.add_parser(
+        "sequence", help="list gaps, duplicates and restarts in the huts' message numbers, newest first"
+    )
+    sequence.add_argument("--config", "-c", type=Path, required=True)
+    sequence.add_argument("--limit", type=int, default=50)
+    sequence.add_argument("--hut", help="only this hut")
     return parser
 
 
@@ -71,6 +78,7 @@ async def _run(config_path: Path) -> None:
     finally:
         await writer.close()
         store.close()
+        ingest.ledger.close()
 
 
 def _list_dead_letters(args: argparse.Namespace) -> int:
@@ -93,6 +101,21 @@ def _list_dead_letters(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _list_sequence_events(args: argparse.Namespace) -> int:
+    from healthhut.collector.config import load_config
+    from healthhut.collector.sequence import SequenceLedger
+
+    config = load_config(args.config)
+    ledger = SequenceLedger(config.sequence_path, config.sequence.grace_s)
+    events = ledger.events(hut_id=args.hut, limit=args.limit)
+    print(f"{len(events)} sequence event(s) in {config.sequence_path}")
+    for event in events:
+        span = f"{event.first}" if event.first == event.last else f"{event.first}-{event.last}"
+        print(f"{event.at:%Y-%m-%d %H:%M:%S} {event.hut_id} {event.event}: message(s) {span} ({event.count})")
+    ledger.close()
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from healthhut.collector.config import load_config
@@ -105,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_OK
         if args.command == "dead-letters":
             return _list_dead_letters(args)
+        if args.command == "sequence":
+            return _list_sequence_events(args)
     except ConfigError as exc:
         print(f"hut-collector: config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

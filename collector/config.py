@@ -53,10 +53,42 @@ class DeadLetterConfig(FrozenConfig):
     max_payload_bytes: int = Field(default=16 * 1024, ge=256)
 
 
+class IngestConfig(FrozenConfig):
+    """How messages are taken in: written to the database a window at a time, and limited per hut."""
+
+    # One database write carries the points of up to this many messages (never more than the broker may
+    # have unacknowledged, MQTT Receive Maximum) ...
+    window_messages: int = Field(default=64, ge=1, le=65535)
+    # ... and stops taking messages once it holds this many points (a waveform message is thousands).
+    window_points: int = Field(default=20_000, ge=1)
+    # A message larger than this is refused as "too_large" (the protocol's own limit is 256 KiB).
+    max_message_bytes: int = Field(default=256 * 1024, ge=1024)
+    # Per hut: a sustained rate and a burst. A message over the limit is neither stored nor confirmed, so
+    # the hut keeps it in its spool and sends it again later; nothing is lost.
+    hut_messages_per_s: float = Field(default=50.0, gt=0)
+    hut_burst: int = Field(default=500, ge=1)
+
+
+class SequenceConfig(FrozenConfig):
+    """The ledger of each hut's message numbers (gaps and duplicates). Collectors on one host that share
+    a subscription must point at the same file."""
+
+    path: Path | None = None  # default: sequence.sqlite beside the dead letters
+    # How long a hole may stay open after a later number arrived before it is reported as a gap.
+    grace_s: float = Field(default=600.0, gt=0)
+    sweep_interval_s: float = Field(default=60.0, gt=0)
+
+
 class CollectorConfig(FrozenConfig):
     mqtt: MqttConfig = MqttConfig()
     storage: StorageConfig
     dead_letters: DeadLetterConfig
+    ingest: IngestConfig = IngestConfig()
+    sequence: SequenceConfig = SequenceConfig()
+
+    @property
+    def sequence_path(self) -> Path:
+        return self.sequence.path or self.dead_letters.path.with_name("sequence.sqlite")
 
 
 def load_config(path: Path | str) -> CollectorConfig:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +26,20 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     payload BLOB NOT NULL
 )
 """
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A dead letter to store. ``whole``: keep all of ``payload`` (something valid we could not store,
+    kept for replay); otherwise only up to the size cap."""
+
+    topic: str
+    hut_id: str | None
+    reason: str
+    location: str | None
+    detail: str
+    payload: bytes
+    whole: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +63,7 @@ class DeadLetterStore:
         self.path = path
         self.max_payload_bytes = max_payload_bytes
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(_SCHEMA)
@@ -63,23 +78,40 @@ class DeadLetterStore:
         detail: str,
         payload: bytes,
         whole: bool = False,
-    ) -> int:
-        with self._lock:
-            cursor = self._db.execute(
-                "INSERT INTO dead_letters (received_at, topic, hut_id, reason, location, detail, size, payload)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    datetime.now(UTC).isoformat(),
-                    topic,
-                    hut_id,
-                    reason,
-                    location,
-                    detail[:2000],
-                    len(payload),
-                    payload if whole else payload[: self.max_payload_bytes],
-                ),
+    ) -> None:
+        self.add_many([Refusal(topic, hut_id, reason, location, detail, payload, whole)])
+
+    def add_many(self, refusals: Sequence[Refusal]) -> None:
+        """Store refusals in one transaction (one fsync): a flood of bad messages costs one commit per
+        window of messages, not one each."""
+        if not refusals:
+            return
+        now = datetime.now(UTC).isoformat()
+        rows = [
+            (
+                now,
+                r.topic,
+                r.hut_id,
+                r.reason,
+                r.location,
+                r.detail[:2000],
+                len(r.payload),
+                r.payload if r.whole else r.payload[: self.max_payload_bytes],
             )
-            return int(cursor.lastrowid or 0)
+            for r in refusals
+        ]
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT INTO dead_letters (received_at, topic, hut_id, reason, location, detail, size, payload)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def list(self, limit: int = 100, hut_id: str | None = None) -> list[DeadLetter]:
         query = "SELECT * FROM dead_letters"

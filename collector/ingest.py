@@ -1,28 +1,45 @@
 """The ingest loop: subscribe as a member of a shared subscription, validate, write, then acknowledge.
 
-A message is acknowledged (MQTT PUBACK, sent by hand) only after its points are written, so a collector
-that dies mid-write loses nothing: the broker redelivers. A message that fails validation is stored as
-a dead letter and acknowledged, so it never blocks the stream.
+Messages are taken a **window** at a time: everything the broker has pushed, up to ``window_messages``
+messages or ``window_points`` points. Each is validated on its own; the points of all the valid ones go
+to the database in one write; only then are the messages acknowledged (MQTT PUBACK, sent by hand and in
+arrival order, as MQTT requires). A collector that dies mid-window loses nothing: the broker redelivers.
+
+- A message that fails validation, or is oversized, or speaks for another hut, is stored as a dead
+  letter with its reason and acknowledged, so it never blocks the stream.
+- A write the database refuses (4xx) is split in halves until the refused point is found; that point is
+  dead-lettered and the rest of the window is stored. A message whose points the database refuses in
+  more than one place is dead-lettered whole (kept entire, for replay).
+- A database that is down or slow (5xx, timeouts, 429) is retried with backoff, honouring Retry-After,
+  and nothing is acknowledged meanwhile: the broker stops sending once ``receive_maximum`` messages are
+  unacknowledged, which bounds memory and is the backpressure.
+- A hut over its message rate is neither stored nor confirmed: its gateway keeps the message in its
+  spool and sends it again later.
+- Every stored message's number goes into the sequence ledger, which reports gaps and duplicates.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-from dataclasses import dataclass
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal
 
 import aiomqtt
-from influxdb_client.client.write.point import Point
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from pydantic import ValidationError
 
 from healthhut.collector.config import CollectorConfig
-from healthhut.collector.deadletters import DeadLetterStore
+from healthhut.collector.deadletters import DeadLetterStore, Refusal
 from healthhut.collector.mqtt import acknowledge, enable_manual_ack
-from healthhut.collector.points import event_points, observation_points, status_points, strip_points
+from healthhut.collector.points import event_lines, observation_lines, sequence_line, status_lines, strip_lines
+from healthhut.collector.sequence import Arrival, SequenceEvent, SequenceLedger
 from healthhut.collector.storage import StorageUnavailable, Writer, WriteRejected
 from healthhut.protocol import (
     CollectorStatus,
@@ -47,6 +64,7 @@ from healthhut.protocol.topics import COLLECTORS_STATUS
 log = logging.getLogger(__name__)
 
 CHANNELS = ("obs", "wave", "event", "status")
+Outcome = Literal["stored", "dead_letter", "throttled"]
 
 
 @dataclass
@@ -56,7 +74,12 @@ class IngestStats:
     strips: int = 0
     points: int = 0
     dead_letters: int = 0
+    rejected_points: int = 0
     storage_retries: int = 0
+    throttled: int = 0
+    duplicates: int = 0
+    gaps: int = 0
+    windows: int = 0
 
 
 def check_identity(topic_hut: str, message: Message) -> None:
@@ -67,166 +90,357 @@ def check_identity(topic_hut: str, message: Message) -> None:
         )
     items: list[Observation | WaveStrip] = []
     if isinstance(message, ObservationBatch):
-        items, field = list(message.observations), "observations"
+        items, name = list(message.observations), "observations"
     elif isinstance(message, WaveBatch):
-        items, field = list(message.strips), "strips"
+        items, name = list(message.strips), "strips"
     for index, item in enumerate(items):
         if item.hut_id != topic_hut:
             raise ProtocolError(
                 "hut_mismatch",
                 f"item hut_id {item.hut_id!r} differs from topic hut {topic_hut!r}",
-                f"{field}[{index}].hut_id",
+                f"{name}[{index}].hut_id",
             )
 
 
-def confirmation(hut_id: str | None, payload: bytes, outcome: str) -> StoreAck | None:
-    """A StoreAck for a message we refused, where its hut, boot and number can still be read.
+def lines_for(message: Message, received_at: datetime) -> list[str]:
+    if isinstance(message, ObservationBatch):
+        return [line for obs in message.observations for line in observation_lines(obs)]
+    if isinstance(message, WaveBatch):
+        return [line for strip in message.strips for line in strip_lines(strip)]
+    if isinstance(message, DeviceEvent):
+        return event_lines(message)
+    assert isinstance(message, Status)
+    return status_lines(message, received_at)
 
-    Without one the hut would resend a poison message forever; with one, the hut learns that we have it
-    (as a dead letter) and lets it go.
-    """
-    if hut_id is None:
-        return None
+
+def envelope_of(payload: bytes) -> tuple[str, int] | None:
+    """(boot id, seq) of a message we refused, where they can still be read, so the hut can be told."""
     try:
         raw = json.loads(payload)
-        return StoreAck(hut_id=hut_id, boot_id=raw["boot_id"], seqs=[raw["seq"]], outcome=outcome)  # type: ignore[arg-type]
-    except (ValueError, RecursionError, TypeError, KeyError, ValidationError):
+        boot_id, seq = raw["boot_id"], raw["seq"]
+    except (ValueError, RecursionError, TypeError, KeyError):
         return None
+    if isinstance(boot_id, str) and isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0:
+        return boot_id, seq
+    return None
 
 
-def points_for(message: Message, received_at: datetime) -> list[Point]:
-    if isinstance(message, ObservationBatch):
-        return [p for obs in message.observations for p in observation_points(obs)]
-    if isinstance(message, WaveBatch):
-        return [p for strip in message.strips for p in strip_points(strip)]
-    if isinstance(message, DeviceEvent):
-        return event_points(message)
-    assert isinstance(message, Status)
-    return status_points(message, received_at)
+@dataclass
+class Delivery:
+    """One MQTT message on its way through a window."""
+
+    topic: str
+    payload: bytes
+    retained: bool = False
+    hut_id: str | None = None
+    message: Message | None = None
+    lines: list[str] = field(default_factory=list)
+    outcome: Outcome = "stored"
+    refusals: list[Refusal] = field(default_factory=list)
+
+    def refuse(self, reason: str, location: str | None, detail: str, *, whole: bool = False) -> None:
+        self.outcome = "dead_letter"
+        self.lines = []
+        self.refusals.append(Refusal(self.topic, self.hut_id, reason, location, detail, self.payload, whole))
+
+    def confirmation(self) -> tuple[str, str, int] | None:
+        """(hut, boot, seq) to confirm to the hut, or None (throttled, or nothing to confirm)."""
+        if self.hut_id is None or self.outcome == "throttled":
+            return None
+        if self.message is not None:
+            return self.hut_id, self.message.boot_id, self.message.seq
+        # Without a confirmation the hut would resend a poison message forever; with one it learns we
+        # have it (as a dead letter) and lets it go.
+        envelope = envelope_of(self.payload)
+        return None if envelope is None else (self.hut_id, *envelope)
+
+
+class RateLimiter:
+    """A token bucket per hut."""
+
+    def __init__(self, per_s: float, burst: int) -> None:
+        self.per_s = per_s
+        self.burst = float(burst)
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._warned: dict[str, float] = {}
+
+    def allow(self, hut_id: str, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        tokens, then = self._buckets.get(hut_id, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - then) * self.per_s)
+        allowed = tokens >= 1.0
+        self._buckets[hut_id] = (tokens - 1.0 if allowed else tokens, now)
+        if not allowed and now - self._warned.get(hut_id, -1e9) > 60.0:
+            self._warned[hut_id] = now
+            log.warning("hut %s is over %.0f messages/s; its messages wait in its spool", hut_id, self.per_s)
+        return allowed
 
 
 class Ingest:
-    def __init__(self, config: CollectorConfig, writer: Writer, dead_letters: DeadLetterStore) -> None:
+    def __init__(
+        self,
+        config: CollectorConfig,
+        writer: Writer,
+        dead_letters: DeadLetterStore,
+        ledger: SequenceLedger | None = None,
+    ) -> None:
         self.config = config
         self.writer = writer
         self.dead_letters = dead_letters
+        self.ledger = ledger or SequenceLedger(config.sequence_path, config.sequence.grace_s)
+        self.limiter = RateLimiter(config.ingest.hut_messages_per_s, config.ingest.hut_burst)
         self.stats = IngestStats()
         self.subscribed = asyncio.Event()
 
-    async def handle(self, topic: str, payload: bytes) -> StoreAck | None:
-        """Validate and store one message. Returns when it may be acknowledged, with the confirmation to
-        send the hut (None where there is no hut or message number to confirm)."""
-        hut_id: str | None = None
+    # -- one message -------------------------------------------------------------------------------
+    def prepare(self, topic: str, payload: bytes, retained: bool = False) -> Delivery:
+        """Validate one message and turn it into lines; never raises."""
+        delivery = Delivery(topic, payload, retained)
         try:
-            hut_id, channel = parse_hut_topic(topic)
+            delivery.hut_id, channel = parse_hut_topic(topic)
+            limit = self.config.ingest.max_message_bytes
+            if len(payload) > limit:
+                raise ProtocolError("too_large", f"{len(payload)} bytes, more than the limit of {limit}", None)
+            if not retained and not self.limiter.allow(delivery.hut_id):
+                delivery.outcome = "throttled"
+                return delivery
             message = decode(channel, payload)
-            check_identity(hut_id, message)
-            points = points_for(message, datetime.now(UTC))
+            check_identity(delivery.hut_id, message)
+            delivery.message = message
+            # A retained status is an old copy handed to a new subscriber, not news.
+            delivery.lines = [] if retained else lines_for(message, datetime.now(UTC))
         except ProtocolError as exc:
-            await self._dead_letter(topic, hut_id, exc.reason, exc.location, exc.detail, payload)
-            return confirmation(hut_id, payload, "dead_letter")
+            delivery.refuse(exc.reason, exc.location, exc.detail)
         except Exception as exc:
             # A message must never stop the stream, even one that finds a bug in our own code.
             log.exception("unexpected error handling a message from %s", topic)
-            await self._dead_letter(topic, hut_id, "internal_error", None, repr(exc), payload, whole=True)
-            return confirmation(hut_id, payload, "dead_letter")
-        try:
-            await self._write_until_done(points)
-        except WriteRejected as exc:
-            await self._dead_letter(topic, hut_id, "storage_rejected", None, str(exc), payload, whole=True)
-            return confirmation(hut_id, payload, "dead_letter")
-        self.stats.messages += 1
-        self.stats.points += len(points)
-        if isinstance(message, ObservationBatch):
-            self.stats.observations += len(message.observations)
-        elif isinstance(message, WaveBatch):
-            self.stats.strips += len(message.strips)
-        return StoreAck(hut_id=message.hut_id, boot_id=message.boot_id, seqs=[message.seq], outcome="stored")
+            delivery.refuse("internal_error", None, repr(exc), whole=True)
+        return delivery
 
-    async def _write_until_done(self, points: list[Point]) -> None:
+    async def handle(self, topic: str, payload: bytes) -> StoreAck | None:
+        """Validate and store one message on its own (a window of one). Returns the confirmation for the
+        hut, or None where there is nothing to confirm."""
+        acks = await self.process([self.prepare(topic, payload)])
+        return acks[0] if acks else None
+
+    # -- a window ----------------------------------------------------------------------------------
+    async def process(self, window: Sequence[Delivery]) -> list[StoreAck]:
+        """Store a window of prepared messages; returns when all may be acknowledged, with the store
+        confirmations to send the huts (one per hut, boot and outcome)."""
+        self.stats.windows += 1
+        await self._store([d for d in window if d.outcome == "stored"])
+        refusals = [refusal for d in window for refusal in d.refusals]
+        if refusals:
+            await asyncio.to_thread(self.dead_letters.add_many, refusals)
+            for refusal in refusals:
+                where = f" at {refusal.location}" if refusal.location else ""
+                log.warning("dead letter from %s: %s%s", refusal.topic, refusal.reason, where)
+        # Dead letters count as arrived too: their number is accounted for, only their content was bad.
+        arrivals = [Arrival(*confirm) for d in window if not d.retained and (confirm := d.confirmation())]
+        await self._note_sequence(await asyncio.to_thread(self.ledger.record, arrivals))
+        return self._account(window)
+
+    def _account(self, window: Sequence[Delivery]) -> list[StoreAck]:
+        confirmations: dict[tuple[str, str, str], list[int]] = {}
+        for d in window:
+            self.stats.dead_letters += len(d.refusals)
+            if d.outcome == "throttled":
+                self.stats.throttled += 1
+            elif d.outcome == "stored" and d.message is not None:
+                self.stats.messages += 1
+                self.stats.points += len(d.lines)
+                if isinstance(d.message, ObservationBatch):
+                    self.stats.observations += len(d.message.observations)
+                elif isinstance(d.message, WaveBatch):
+                    self.stats.strips += len(d.message.strips)
+            confirm = d.confirmation()
+            if confirm is not None:
+                hut, boot, seq = confirm
+                outcome = "stored" if d.outcome == "stored" else "dead_letter"
+                confirmations.setdefault((hut, boot, outcome), []).append(seq)
+        return [
+            StoreAck(hut_id=hut, boot_id=boot, seqs=seqs[i : i + 1000], outcome=outcome)  # type: ignore[arg-type]
+            for (hut, boot, outcome), seqs in confirmations.items()
+            for i in range(0, len(seqs), 1000)
+        ]
+
+    async def _store(self, deliveries: Sequence[Delivery]) -> None:
+        """Write the deliveries' lines; on a refusal, halve until the refused message is found."""
+        lines = [line for d in deliveries for line in d.lines]
+        if not lines:
+            return
+        try:
+            await self._write_until_done(lines)
+        except WriteRejected as exc:
+            if len(deliveries) == 1:
+                await self._store_lines(deliveries[0], deliveries[0].lines, exc)
+                return
+            half = len(deliveries) // 2
+            await self._store(deliveries[:half])
+            await self._store(deliveries[half:])
+
+    async def _store_lines(self, delivery: Delivery, lines: list[str], rejected: WriteRejected) -> None:
+        """``lines`` of one message were refused: find the refused point by halving, dead-letter it and
+        keep the rest. Refused in more than one place, the message is dead-lettered whole."""
+        if len(lines) == 1:
+            self.stats.rejected_points += 1
+            index = delivery.lines.index(lines[0])
+            delivery.refusals.append(
+                Refusal(
+                    delivery.topic,
+                    delivery.hut_id,
+                    "storage_rejected",
+                    f"point {index}",
+                    str(rejected),
+                    lines[0].encode(),
+                    whole=True,
+                )
+            )
+            return
+        half = len(lines) // 2
+        failures: list[tuple[list[str], WriteRejected]] = []
+        for part in (lines[:half], lines[half:]):
+            try:
+                await self._write_until_done(part)
+            except WriteRejected as exc:
+                failures.append((part, exc))
+        if len(failures) == 2:
+            # Both halves refused: not one bad point. Keep the whole message for replay.
+            delivery.refuse("storage_rejected", None, str(failures[0][1]), whole=True)
+        elif failures:
+            await self._store_lines(delivery, *failures[0])
+
+    async def _write_until_done(self, lines: list[str]) -> None:
         delay = 0.2
         while True:
             try:
-                await self.writer.write(points)
+                await self.writer.write(lines)
                 return
             except StorageUnavailable as exc:
                 # Not acknowledging is the backpressure: the broker holds the rest for us.
                 self.stats.storage_retries += 1
-                log.warning("storage unavailable (%s); retrying in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
+                wait = max(delay, exc.retry_after or 0.0) * random.uniform(0.8, 1.2)
+                log.warning("storage unavailable (%s); retrying in %.1f s", exc, wait)
+                await asyncio.sleep(wait)
                 delay = min(delay * 2, 30.0)
 
-    async def _dead_letter(
-        self,
-        topic: str,
-        hut_id: str | None,
-        reason: str,
-        location: str | None,
-        detail: str,
-        payload: bytes,
-        *,
-        whole: bool = False,
-    ) -> None:
-        """Keep the refused message. ``whole``: a valid message we failed to store is kept entire, so that
-        it can be replayed; a malformed one only up to the size cap."""
-        self.stats.dead_letters += 1
-        log.warning("dead letter from %s: %s%s", topic, reason, f" at {location}" if location else "")
-        await asyncio.to_thread(
-            self.dead_letters.add,
-            topic=topic,
-            hut_id=hut_id,
-            reason=reason,
-            location=location,
-            detail=detail,
-            payload=payload,
-            whole=whole,
-        )
+    async def _note_sequence(self, events: list[SequenceEvent]) -> None:
+        if not events:
+            return
+        for event in events:
+            if event.event == "gap":
+                self.stats.gaps += 1
+                log.warning("hut %s: messages %d-%d never arrived", event.hut_id, event.first, event.last)
+            elif event.event == "duplicate":
+                self.stats.duplicates += event.count
+            else:
+                log.warning("hut %s: %s of message(s) %d-%d", event.hut_id, event.event, event.first, event.last)
+        lines = [sequence_line(e.hut_id, e.event, e.first, e.last, e.count, e.at) for e in events]
+        with contextlib.suppress(WriteRejected):  # the ledger keeps them in any case
+            await self._write_until_done(lines)
 
+    async def sweep_forever(self) -> None:
+        """Report gaps older than the grace time, every ``sweep_interval_s``."""
+        while True:
+            await asyncio.sleep(self.config.sequence.sweep_interval_s)
+            await self._note_sequence(await asyncio.to_thread(self.ledger.sweep))
+
+    # -- the MQTT side -----------------------------------------------------------------------------
     def _announcement(self, state: str) -> bytes:
         status = CollectorStatus(client_id=self.config.mqtt.client_id, state=state, at=datetime.now(UTC))  # type: ignore[arg-type]
         return encode(status)
+
+    def _client(self) -> aiomqtt.Client:
+        mqtt = self.config.mqtt
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = 3600
+        properties.ReceiveMaximum = mqtt.receive_maximum
+        client = aiomqtt.Client(
+            mqtt.host,
+            mqtt.port,
+            identifier=mqtt.client_id,
+            will=aiomqtt.Will(COLLECTORS_STATUS, self._announcement("offline"), qos=1, retain=True),
+            username=mqtt.username,
+            password=mqtt.password,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=False,
+            properties=properties,
+            keepalive=mqtt.keepalive,
+            tls_context=mqtt.tls.ssl_context() if mqtt.tls else None,
+            timeout=10,
+        )
+        enable_manual_ack(client)
+        return client
 
     async def run(self) -> None:
         """Consume until cancelled; reconnect with backoff when the broker goes away."""
         mqtt = self.config.mqtt
         delay = 0.5
-        while True:
-            properties = Properties(PacketTypes.CONNECT)
-            properties.SessionExpiryInterval = 3600
-            properties.ReceiveMaximum = mqtt.receive_maximum
-            client = aiomqtt.Client(
-                mqtt.host,
-                mqtt.port,
-                identifier=mqtt.client_id,
-                will=aiomqtt.Will(COLLECTORS_STATUS, self._announcement("offline"), qos=1, retain=True),
-                username=mqtt.username,
-                password=mqtt.password,
-                protocol=aiomqtt.ProtocolVersion.V5,
-                clean_start=False,
-                properties=properties,
-                keepalive=mqtt.keepalive,
-                tls_context=mqtt.tls.ssl_context() if mqtt.tls else None,
-                timeout=10,
-            )
-            enable_manual_ack(client)
-            try:
-                async with client:
-                    for channel in CHANNELS:
-                        await client.subscribe(shared(hut_filter(channel), mqtt.share_group), qos=1)  # type: ignore[arg-type]
-                    await client.publish(COLLECTORS_STATUS, self._announcement("online"), qos=1, retain=True)
-                    self.subscribed.set()
-                    delay = 0.5
-                    log.info("collector %s subscribed at %s:%d", mqtt.client_id, mqtt.host, mqtt.port)
-                    async for message in client.messages:
-                        payload = message.payload if isinstance(message.payload, bytes) else b""
-                        confirmed = await self.handle(str(message.topic), payload)
-                        acknowledge(client, message)
-                        if confirmed is not None:
-                            # Tells the hut its items may leave its spool (the broker's PUBACK to the hut
-                            # is not enough: see protocol.wire.StoreAck).
-                            await client.publish(hut_topic(confirmed.hut_id, "ack"), encode(confirmed), qos=1)
-            except aiomqtt.MqttError as exc:
-                self.subscribed.clear()
-                log.warning("broker %s:%d unavailable (%s); retrying in %.1f s", mqtt.host, mqtt.port, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+        sweeper = asyncio.create_task(self.sweep_forever(), name="sequence-sweep")
+        try:
+            while True:
+                try:
+                    async with self._client() as client:
+                        for channel in CHANNELS:
+                            await client.subscribe(shared(hut_filter(channel), mqtt.share_group), qos=1)  # type: ignore[arg-type]
+                        await client.publish(COLLECTORS_STATUS, self._announcement("online"), qos=1, retain=True)
+                        self.subscribed.set()
+                        delay = 0.5
+                        log.info("collector %s subscribed at %s:%d", mqtt.client_id, mqtt.host, mqtt.port)
+                        await self._consume(client)
+                except aiomqtt.MqttError as exc:
+                    self.subscribed.clear()
+                    log.warning("broker %s:%d unavailable (%s); retrying in %.1f s", mqtt.host, mqtt.port, exc, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 30.0)
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+
+    async def _consume(self, client: aiomqtt.Client) -> None:
+        """One task reads messages into a bounded queue; this one takes them a window at a time."""
+        settings = self.config.ingest
+        queue: asyncio.Queue[aiomqtt.Message] = asyncio.Queue(maxsize=settings.window_messages)
+
+        async def read() -> None:
+            async for message in client.messages:
+                await queue.put(message)
+            raise aiomqtt.MqttError("message stream ended")
+
+        reader = asyncio.create_task(read(), name="mqtt-read")
+        try:
+            while True:
+                taken = [await self._take(queue, reader)]
+                deliveries = [self._prepare_message(taken[0])]
+                points = len(deliveries[0].lines)
+                while not queue.empty() and len(taken) < settings.window_messages and points < settings.window_points:
+                    taken.append(queue.get_nowait())
+                    deliveries.append(self._prepare_message(taken[-1]))
+                    points += len(deliveries[-1].lines)
+                acks = await self.process(deliveries)
+                for message in taken:
+                    acknowledge(client, message)
+                for ack in acks:
+                    # Tells the hut its items may leave its spool (the broker's PUBACK to the hut is not
+                    # enough: see protocol.wire.StoreAck).
+                    await client.publish(hut_topic(ack.hut_id, "ack"), encode(ack), qos=1)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                await reader
+
+    @staticmethod
+    async def _take(queue: asyncio.Queue[aiomqtt.Message], reader: asyncio.Task[None]) -> aiomqtt.Message:
+        """The next message; if the reader has failed (broker gone), its error."""
+        getter = asyncio.ensure_future(queue.get())
+        await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+        if getter.done():
+            return getter.result()
+        getter.cancel()
+        reader.result()  # raises the reader's error
+        raise aiomqtt.MqttError("message stream ended")
+
+    def _prepare_message(self, message: aiomqtt.Message) -> Delivery:
+        payload = message.payload if isinstance(message.payload, bytes) else b""
+        return self.prepare(str(message.topic), payload, bool(message.retain))

@@ -2,6 +2,11 @@
 
 The timestamp is the measurement time in ns, so the same observation written twice lands on the same
 series and time and overwrites itself: that is the idempotency.
+
+Points are written straight as line protocol text (escaped as the InfluxDB line protocol reference
+says), not through influxdb-client's ``Point``: a waveform strip is one point per sample, and building
+an object per sample cost more CPU than everything else the collector does. ``tests/collector`` checks
+that these lines are byte for byte what ``Point.to_line_protocol`` would produce.
 """
 
 from __future__ import annotations
@@ -9,75 +14,109 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from influxdb_client.client.write.point import Point
-from influxdb_client.domain.write_precision import WritePrecision
-
 from healthhut.protocol import DeviceEvent, Observation, Status, WaveStrip
 
 ANONYMOUS = "anonymous"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
+# Line protocol escaping: measurement names escape commas and spaces; tag keys, tag values and field
+# keys also escape equals signs; string field values escape backslashes and double quotes. Control
+# characters are written as escapes, as influxdb-client does, so a value can never end its line.
+_CONTROL = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_MEASUREMENT = str.maketrans({",": "\\,", " ": "\\ ", **_CONTROL})
+_KEY = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", **_CONTROL})
+_STRING = str.maketrans({"\\": "\\\\", '"': '\\"'})
 
-def _ns(stamp: datetime) -> int:
+FieldValue = float | int | bool | str
+
+
+def ns(stamp: datetime) -> int:
     # Integer arithmetic: epoch nanoseconds do not survive a round trip through float.
     delta = stamp - EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
 
 
-def _tagged(measurement: str, hut_id: str, subject: str | None, driver: str, device: str) -> Point:
-    point = Point(measurement)
-    for key, value in (("hut", hut_id), ("subject", subject or ANONYMOUS), ("driver", driver), ("device", device)):
-        point.tag(key, value)
-    return point
+def series(measurement: str, tags: dict[str, str]) -> str:
+    """The measurement and tag set, tags sorted by key as InfluxDB stores them (empty tags dropped)."""
+    parts = [measurement.translate(_MEASUREMENT)]
+    parts.extend(f"{key.translate(_KEY)}={value.translate(_KEY)}" for key, value in sorted(tags.items()) if value)
+    return ",".join(parts)
 
 
-def observation_points(obs: Observation) -> list[Point]:
-    point = _tagged(
+def _float(value: float) -> str:
+    # A whole number needs no ".0": without an "i" suffix line protocol reads it as a float anyway.
+    text = repr(value)
+    return text[:-2] if text.endswith(".0") else text
+
+
+def field_text(value: FieldValue) -> str:
+    if isinstance(value, bool):  # before int: bool is an int
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value}i"
+    if isinstance(value, float):
+        return _float(value)
+    return '"' + value.translate(_STRING) + '"'
+
+
+def line(series_key: str, fields: dict[str, FieldValue], stamp_ns: int) -> str:
+    text = ",".join(f"{key.translate(_KEY)}={field_text(value)}" for key, value in sorted(fields.items()))
+    return f"{series_key} {text} {stamp_ns}"
+
+
+def _tags(hut_id: str, subject: str | None, driver: str, device: str) -> dict[str, str]:
+    return {"hut": hut_id, "subject": subject or ANONYMOUS, "driver": driver, "device": device}
+
+
+def observation_lines(obs: Observation) -> list[str]:
+    key = series(
         obs.kind.value,
-        obs.hut_id,
-        obs.subject.pseudonym if obs.subject else None,
-        obs.device.driver,
-        obs.device.device_id,
+        _tags(obs.hut_id, obs.subject.pseudonym if obs.subject else None, obs.device.driver, obs.device.device_id),
     )
+    fields: dict[str, FieldValue] = {}
     for name, quantity in sorted(obs.values.items()):
-        if isinstance(quantity.value, list):
-            # Lists (RR intervals) have no field type in InfluxDB; keep them as JSON text.
-            point.field(name, json.dumps(quantity.value))
-        else:
-            point.field(name, float(quantity.value))
-    point.field("flags", ",".join(obs.flags))
-    point.field("fit_for_alerting", obs.fit_for_alerting)
+        # Lists (RR intervals) have no field type in InfluxDB; keep them as JSON text.
+        fields[name] = json.dumps(quantity.value) if isinstance(quantity.value, list) else float(quantity.value)
+    fields["flags"] = ",".join(obs.flags)
+    fields["fit_for_alerting"] = obs.fit_for_alerting
     if obs.findings:
-        point.field("findings", ",".join(obs.findings))
-    point.field("obs_id", obs.id)
-    point.field("clock_gateway", obs.clock == "gateway")
-    return [point.time(_ns(obs.measured_at), WritePrecision.NS)]
+        fields["findings"] = ",".join(obs.findings)
+    fields["obs_id"] = obs.id
+    fields["clock_gateway"] = obs.clock == "gateway"
+    return [line(key, fields, ns(obs.measured_at))]
 
 
-def strip_points(strip: WaveStrip) -> list[Point]:
+def strip_lines(strip: WaveStrip) -> list[str]:
     """One point per sample at its real time: start + i / fs."""
-    start = _ns(strip.start)
-    step = 1e9 / strip.fs
-    points = []
     subject = strip.subject.pseudonym if strip.subject else None
-    for index, raw in enumerate(strip.samples()):
-        point = _tagged(strip.kind.value, strip.hut_id, subject, strip.device.driver, strip.device.device_id)
-        point.field(strip.channel, raw * strip.gain + strip.offset)
-        points.append(point.time(start + round(index * step), WritePrecision.NS))
-    return points
+    key = series(strip.kind.value, _tags(strip.hut_id, subject, strip.device.driver, strip.device.device_id))
+    prefix = f"{key} {strip.channel.translate(_KEY)}="
+    start, step, gain, offset = ns(strip.start), 1e9 / strip.fs, strip.gain, strip.offset
+    return [
+        f"{prefix}{_float(raw * gain + offset)} {start + round(index * step)}"
+        for index, raw in enumerate(strip.samples())
+    ]
 
 
-def event_points(event: DeviceEvent) -> list[Point]:
-    point = Point("hut_event").tag("hut", event.hut_id).tag("event", event.event)
+def event_lines(event: DeviceEvent) -> list[str]:
+    tags = {"hut": event.hut_id, "event": event.event}
     if event.device is not None:
-        point.tag("driver", event.device.driver).tag("device", event.device.device_id)
-    point.field("count", 1.0).field("detail", json.dumps(event.detail, sort_keys=True))
-    point.field("seq", float(event.seq))
-    return [point.time(_ns(event.sent_at), WritePrecision.NS)]
+        tags |= {"driver": event.device.driver, "device": event.device.device_id}
+    fields: dict[str, FieldValue] = {
+        "count": 1.0,
+        "detail": json.dumps(event.detail, sort_keys=True),
+        "seq": float(event.seq),
+    }
+    return [line(series("hut_event", tags), fields, ns(event.sent_at))]
 
 
-def status_points(status: Status, received_at: datetime) -> list[Point]:
+def status_lines(status: Status, received_at: datetime) -> list[str]:
     """Stamped when the collector received it: a Last Will is composed at boot, so its own time is old."""
-    point = Point("hut_status").tag("hut", status.hut_id).tag("boot", status.boot_id)
-    point.field("online", 1.0 if status.state == "online" else 0.0).field("seq", float(status.seq))
-    return [point.time(_ns(received_at), WritePrecision.NS)]
+    fields: dict[str, FieldValue] = {"online": 1.0 if status.state == "online" else 0.0, "seq": float(status.seq)}
+    return [line(series("hut_status", {"hut": status.hut_id, "boot": status.boot_id}), fields, ns(received_at))]
+
+
+def sequence_line(hut_id: str, event: str, first: int, last: int, count: int, at: datetime) -> str:
+    """A gap in, or a duplicate of, a hut's message numbers (see ``collector.sequence``)."""
+    fields: dict[str, FieldValue] = {"first": first, "last": last, "count": count}
+    return line(series("hut_sequence", {"hut": hut_id, "event": event}), fields, ns(at))

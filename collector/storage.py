@@ -1,8 +1,8 @@
 """Writers to InfluxDB: the v2 write API through influxdb-client, and the 1.x ``/write`` endpoint.
 
-Both take the same ``Point`` objects. A rejected write (4xx) raises WriteRejected, which the ingest
-loop dead-letters; an unreachable or failing server (5xx, timeout) raises StorageUnavailable, which the
-ingest loop retries with backoff without acknowledging the message.
+Both take the same line-protocol lines (see ``collector.points``). A rejected write (4xx) raises
+WriteRejected, which the ingest loop dead-letters; an unreachable or failing server (5xx, timeout)
+raises StorageUnavailable, which the ingest loop retries with backoff without acknowledging the message.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import Protocol
 import aiohttp
 from influxdb_client.client.exceptions import InfluxDBError
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
-from influxdb_client.client.write.point import Point
 
 from healthhut.collector.config import Influx1Config, Influx2Config
 
@@ -21,9 +20,13 @@ log = logging.getLogger(__name__)
 
 
 class StorageError(Exception):
-    def __init__(self, message: str, *, status: int | None = None, body: str = "") -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, body: str = "", retry_after: float | None = None
+    ) -> None:
         self.status = status
         self.body = body[:500]
+        # Seconds the server asked us to wait (its Retry-After header), if it said.
+        self.retry_after = retry_after
         super().__init__(message)
 
 
@@ -36,19 +39,33 @@ class WriteRejected(StorageError):
 
 
 class Writer(Protocol):
-    async def write(self, points: list[Point]) -> None: ...
+    async def write(self, lines: list[str]) -> None: ...
 
     async def close(self) -> None: ...
 
 
-def _classify(status: int, body: str, where: str) -> StorageError:
+def retry_after_seconds(header: str | None) -> float | None:
+    """A Retry-After header's delay in seconds; None if absent or not a number of seconds (the HTTP-date
+    form is rare from databases and the caller's own backoff covers it)."""
+    if header is None:
+        return None
+    try:
+        seconds = float(header.strip())
+    except ValueError:
+        return None
+    return min(max(seconds, 0.0), 300.0)
+
+
+def _classify(status: int, body: str, where: str, retry_after: str | None = None) -> StorageError:
     if status in (408, 429) or status >= 500:
-        return StorageUnavailable(f"{where} answered {status}", status=status, body=body)
+        return StorageUnavailable(
+            f"{where} answered {status}", status=status, body=body, retry_after=retry_after_seconds(retry_after)
+        )
     return WriteRejected(f"{where} rejected the write with {status}: {body[:200]}", status=status, body=body)
 
 
 class Influx1Writer:
-    """InfluxDB 1.x: line protocol from the same Points, posted to ``/write`` with aiohttp."""
+    """InfluxDB 1.x: the lines posted to ``/write`` with aiohttp."""
 
     def __init__(self, config: Influx1Config) -> None:
         self.config = config
@@ -64,10 +81,10 @@ class Influx1Writer:
     async def ensure_database(self) -> None:
         await self._post("/query", data={"q": f'CREATE DATABASE "{self.config.database}"'}, expect=200)
 
-    async def write(self, points: list[Point]) -> None:
-        if not points:
+    async def write(self, lines: list[str]) -> None:
+        if not lines:
             return
-        body = "\n".join(point.to_line_protocol() for point in points).encode()
+        body = "\n".join(lines).encode()
         await self._post("/write", params={"db": self.config.database, "precision": "ns"}, body=body, expect=204)
 
     async def _post(
@@ -85,7 +102,7 @@ class Influx1Writer:
                 url, params=params, data=body if body is not None else data, auth=self._auth
             ) as response:
                 if response.status != expect:
-                    raise _classify(response.status, await response.text(), url)
+                    raise _classify(response.status, await response.text(), url, response.headers.get("Retry-After"))
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise StorageUnavailable(f"{url}: {exc or type(exc).__name__}") from exc
 
@@ -104,14 +121,14 @@ class Influx2Writer:
         )
         self._api = self._client.write_api()
 
-    async def write(self, points: list[Point]) -> None:
-        if not points:
+    async def write(self, lines: list[str]) -> None:
+        if not lines:
             return
         try:
-            await self._api.write(bucket=self.config.bucket, org=self.config.org, record=points)
+            await self._api.write(bucket=self.config.bucket, org=self.config.org, record="\n".join(lines).encode())
         except InfluxDBError as exc:
             status = exc.response.status if exc.response is not None else 0
-            raise _classify(status, exc.message or str(exc), self.config.url) from exc
+            raise _classify(status, exc.message or str(exc), self.config.url, exc.retry_after) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise StorageUnavailable(f"{self.config.url}: {exc or type(exc).__name__}") from exc
 
