@@ -9,7 +9,7 @@ burnt without loss (a gateway killed between numbering and publishing a message)
 evidence to look at, not proof of a lost reading; the hut's spool keeps anything unconfirmed. A number
 that arrives after its gap was reported is recorded as **late**. A hut whose counter went backwards
 under a boot id never seen before has lost its state file: that is a **restart**, and the ledger
-follows the new numbering.
+follows the new numbering (a message numbered before the restart, resent afterwards, counts as late).
 
 The database is SQLite in WAL mode and every update is one ``BEGIN IMMEDIATE`` transaction, so the
 collector processes of one host, which share a subscription and each see only some of a hut's
@@ -30,8 +30,12 @@ from typing import Literal
 EventKind = Literal["gap", "duplicate", "late", "restart"]
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS huts (hut TEXT PRIMARY KEY, low INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS boots (hut TEXT NOT NULL, boot TEXT NOT NULL, PRIMARY KEY (hut, boot)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS huts (
+    hut TEXT PRIMARY KEY, low INTEGER NOT NULL, era INTEGER NOT NULL, settles_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS boots (
+    hut TEXT NOT NULL, boot TEXT NOT NULL, era INTEGER NOT NULL, PRIMARY KEY (hut, boot)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS seen (
     hut TEXT NOT NULL, seq INTEGER NOT NULL, received_at REAL NOT NULL, PRIMARY KEY (hut, seq)
 ) WITHOUT ROWID;
@@ -111,21 +115,35 @@ class SequenceLedger:
     def _record_one(self, arrival: Arrival, now: float) -> EventKind | None:
         db = self._db
         hut, seq = arrival.hut_id, arrival.seq
-        row = db.execute("SELECT low FROM huts WHERE hut = ?", (hut,)).fetchone()
-        new_boot = db.execute("INSERT OR IGNORE INTO boots (hut, boot) VALUES (?, ?)", (hut, arrival.boot_id)).rowcount
+        row = db.execute("SELECT low, era, settles_at FROM huts WHERE hut = ?", (hut,)).fetchone()
         if row is None:
-            # First sight of this hut: its history before now is not ours to judge.
-            db.execute("INSERT INTO huts (hut, low) VALUES (?, ?)", (hut, seq - 1))
-            low = seq - 1
+            # First sight of this hut: its history before now is not ours to judge. For a grace time the
+            # start is provisional, since the collectors sharing the stream may not see it in order.
+            settles_at = now + self.grace_s
+            db.execute("INSERT INTO huts (hut, low, era, settles_at) VALUES (?, ?, 0, ?)", (hut, seq - 1, settles_at))
+            low, era = seq - 1, 0
         else:
-            low = int(row[0])
+            low, era, settles_at = int(row[0]), int(row[1]), float(row[2])
+        provisional = now < settles_at
+        # Each counter restart starts an era; a boot belongs to the era in which it was first seen.
+        known = db.execute("SELECT era FROM boots WHERE hut = ? AND boot = ?", (hut, arrival.boot_id)).fetchone()
+        if known is None:
+            db.execute("INSERT INTO boots (hut, boot, era) VALUES (?, ?, ?)", (hut, arrival.boot_id, era))
+        elif int(known[0]) < era:
+            return "late"  # numbered before the hut's counter restarted: not comparable with today's numbers
         outcome: EventKind | None = None
         if seq <= low:
-            if new_boot:
+            if known is None:
                 # Numbering went back under a boot we never saw: the hut lost its counter file.
+                era += 1
                 db.execute("DELETE FROM seen WHERE hut = ?", (hut,))
-                db.execute("UPDATE huts SET low = ? WHERE hut = ?", (seq - 1, hut))
+                db.execute("UPDATE huts SET low = ?, era = ? WHERE hut = ?", (seq - 1, era, hut))
+                db.execute("UPDATE boots SET era = ? WHERE hut = ? AND boot = ?", (era, hut, arrival.boot_id))
                 low, outcome = seq - 1, "restart"
+            elif provisional:
+                # An earlier number of a hut we have only just met: the start moves back to it.
+                db.execute("UPDATE huts SET low = ? WHERE hut = ?", (seq - 1, hut))
+                low = seq - 1
             else:
                 reported = db.execute(
                     "SELECT 1 FROM events WHERE hut = ? AND event = 'gap' AND first <= ? AND last >= ? LIMIT 1",
@@ -133,7 +151,8 @@ class SequenceLedger:
                 ).fetchone()
                 return "late" if reported else "duplicate"
         if db.execute("INSERT OR IGNORE INTO seen (hut, seq, received_at) VALUES (?, ?, ?)", (hut, seq, now)).rowcount:
-            self._advance(hut, low)
+            if not provisional:  # while provisional, what was seen is kept to tell duplicates from news
+                self._advance(hut, low)
             return outcome
         return "duplicate"
 
@@ -169,7 +188,8 @@ class SequenceLedger:
             db.execute("BEGIN IMMEDIATE")
             try:
                 at = datetime.fromtimestamp(now, UTC)
-                for hut, low in db.execute("SELECT hut, low FROM huts").fetchall():
+                rows = db.execute("SELECT hut, low FROM huts WHERE settles_at <= ?", (now,)).fetchall()
+                for hut, low in rows:
                     gaps.extend(self._sweep_hut(hut, int(low), now, at))
                 db.executemany(
                     "INSERT INTO events (at, hut, event, first, last, count) VALUES (?, ?, ?, ?, ?, ?)",
