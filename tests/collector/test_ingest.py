@@ -9,14 +9,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiomqtt
 import pytest
+from aiohttp import ClientSession, web
 
-from healthhut.collector.config import CollectorConfig
+from healthhut.collector.config import CollectorConfig, IngestConfig
 from healthhut.collector.deadletters import DeadLetterStore
 from healthhut.collector.ingest import Ingest
 from healthhut.collector.storage import Influx1Writer, make_writer
@@ -24,9 +26,11 @@ from healthhut.devstack import LocalStack, free_port
 from healthhut.protocol import (
     Device,
     Kind,
+    Observation,
     ObservationBatch,
     Quantity,
     Reading,
+    decode_ack,
     encode,
     hut_topic,
     observation_from_reading,
@@ -89,6 +93,7 @@ async def running(config: CollectorConfig) -> AsyncIterator[Ingest]:
             await task
         await writer.close()
         store.close()
+        ingest.ledger.close()
 
 
 async def publish(stack: LocalStack, messages: list[tuple[str, bytes]]) -> None:
@@ -217,3 +222,103 @@ async def test_message_is_acknowledged_only_after_it_is_stored(stack: LocalStack
         await eventually(lambda: again.stats.observations == 1)
     result = stack.influxd.query('SELECT spo2, pulse_rate FROM "spo2"', db=db, epoch="ns")
     assert result["results"][0]["series"][0]["values"] == [[ns(T0), 91, 101]]
+
+
+def temperature_obs(hut_id: str, seq: int, celsius: float) -> Observation:
+    return observation_from_reading(
+        Reading(kind=Kind.BODY_TEMPERATURE, values={"temperature": Quantity(celsius, "Cel")}),
+        hut_id=hut_id,
+        device=Device(driver="ble-thermometer", device_id="th-1"),
+        received_at=T0 + timedelta(seconds=10),
+        device_seq=seq,
+    )
+
+
+async def test_a_point_the_database_refuses_is_dead_lettered_alone(
+    stack: LocalStack, tmp_path: Path, unique: str
+) -> None:
+    hut, db = f"hut-{unique}", f"db_{unique}"
+    config = collector_config(stack, tmp_path, unique, {"type": "influxdb1", "url": stack.influxd.url, "database": db})
+    # Someone wrote "temperature" as text into this shard: InfluxDB refuses our float for that field (400).
+    stack.influxd.query(f'CREATE DATABASE "{db}"')
+    stack.influxd.write(f'body_temperature,hut=other temperature="warm" {ns(T0)}', db)
+    batch = obs_batch(hut, 1, [(97, 72), (96, 75)])
+    mixed = batch.model_copy(update={"observations": [*batch.observations, temperature_obs(hut, 9, 36.6)]})
+    after = obs_batch(hut, 2, [(95, 80)], T0 + timedelta(minutes=1))
+    async with running(config) as ingest:
+        await publish(stack, [(hut_topic(hut, "obs"), encode(mixed)), (hut_topic(hut, "obs"), encode(after))])
+        await eventually(lambda: ingest.stats.messages == 2)
+        assert ingest.stats.rejected_points == 1
+    letters = DeadLetterStore(config.dead_letters.path).list()
+    assert [(letter.reason, letter.location) for letter in letters] == [("storage_rejected", "point 2")]
+    assert letters[0].payload.startswith(f"body_temperature,device=th-1,driver=ble-thermometer,hut={hut}".encode())
+    assert "field type conflict" in letters[0].detail
+    rows = stack.influxd.query('SELECT spo2 FROM "spo2"', db=db)["results"][0]["series"][0]["values"]
+    assert [row[1] for row in rows] == [97, 96, 95]
+
+
+async def test_a_hut_over_its_rate_is_neither_stored_nor_confirmed(
+    stack: LocalStack, tmp_path: Path, unique: str
+) -> None:
+    hut, db = f"hut-{unique}", f"db_{unique}"
+    base = collector_config(stack, tmp_path, unique, {"type": "influxdb1", "url": stack.influxd.url, "database": db})
+    config = base.model_copy(update={"ingest": IngestConfig(hut_messages_per_s=0.01, hut_burst=3)})
+    confirmed: list[int] = []
+    async with (
+        running(config) as ingest,
+        aiomqtt.Client("127.0.0.1", stack.mosquitto.port, protocol=aiomqtt.ProtocolVersion.V5) as listener,
+    ):
+        await listener.subscribe(hut_topic(hut, "ack"), qos=1)
+
+        async def listen() -> None:
+            async for message in listener.messages:
+                assert isinstance(message.payload, bytes)
+                confirmed.extend(decode_ack(message.payload).seqs)
+
+        reader = asyncio.create_task(listen())
+        minutes = [obs_batch(hut, seq, [(90 + seq, 70)], T0 + timedelta(minutes=seq)) for seq in range(1, 7)]
+        await publish(stack, [(hut_topic(hut, "obs"), encode(batch)) for batch in minutes])
+        await eventually(lambda: ingest.stats.messages + ingest.stats.throttled == 6 and len(confirmed) == 3)
+        await asyncio.sleep(0.5)
+        reader.cancel()
+    assert (ingest.stats.messages, ingest.stats.throttled, ingest.stats.dead_letters) == (3, 3, 0)
+    assert sorted(confirmed) == [1, 2, 3]
+    rows = stack.influxd.query('SELECT spo2 FROM "spo2"', db=db)["results"][0]["series"][0]["values"]
+    assert [row[1] for row in rows] == [91, 92, 93]
+
+
+async def test_retry_after_from_the_database_is_honoured(stack: LocalStack, tmp_path: Path, unique: str) -> None:
+    """A proxy in front of the real influxd answers the first write 503 with Retry-After: 2."""
+    hut, db = f"hut-{unique}", f"db_{unique}"
+    writes: list[float] = []
+
+    async def proxy(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        if request.path == "/write":
+            writes.append(time.monotonic())
+            if len(writes) == 1:
+                return web.Response(status=503, headers={"Retry-After": "2"}, text="busy")
+        async with ClientSession() as session:
+            headers = {"Content-Type": request.headers.get("Content-Type", "text/plain")}
+            url = stack.influxd.url + request.path
+            async with session.post(url, params=request.query, data=body, headers=headers) as upstream:
+                return web.Response(status=upstream.status, body=await upstream.read())
+
+    app = web.Application()
+    app.router.add_route("POST", "/{tail:.*}", proxy)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        config = collector_config(
+            stack, tmp_path, unique, {"type": "influxdb1", "url": f"http://127.0.0.1:{port}", "database": db}
+        )
+        async with running(config) as ingest:
+            await publish(stack, [(hut_topic(hut, "obs"), encode(obs_batch(hut, 1, [(97, 72)])))])
+            await eventually(lambda: ingest.stats.observations == 1)
+    finally:
+        await runner.cleanup()
+    assert ingest.stats.storage_retries == 1
+    # Our own backoff would have waited 0.2 s; the server asked for 2 s (less at most 20 % jitter).
+    assert writes[1] - writes[0] >= 1.6
