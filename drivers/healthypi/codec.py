@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from healthhut.drivers.base import DecodeError
 from healthhut.protocol import Flag, Kind, Quantity, Reading, Strip
@@ -95,34 +97,29 @@ def fit_int16(values: list[int]) -> tuple[tuple[int, ...], float, float]:
     return tuple(((value - low) >> shift) - 0x8000 for value in values), float(1 << shift), float(offset)
 
 
-class HealthyPiDecoder:
-    """Stream decoder: bytes in; ECG and PPG strips and spot readings of the board's numbers out.
+class OpenViewStream:
+    """The OpenView framing both HealthyPi generations share: find packets, resynchronise, count errors.
 
-    Every ``strip_samples`` packets give an ``ecg`` strip and two ``ppg`` strips (``red``, ``ir``); every
-    ``numerics_every`` packets give ``heart_rate``, ``spo2`` and ``body_temperature`` readings from the
-    latest packet, each only when the board has a number for it. It never raises on garbage: each stretch
-    of bytes between two good packets counts as one frame error, except the stretch before the first
-    good packet (the tail of a packet on the wire at connect time). Well-framed packets of another type
-    or length (another board or firmware) are such a stretch too, and are counted in
-    ``packets_unsupported``.
+    A subclass says which packets its board sends (:attr:`PACKETS`, type to payload length) and decodes
+    them in :meth:`_decode`; a well-framed packet of another type or length comes from another board or
+    firmware on the port. Each stretch of bytes
+    between two good packets counts as one frame error, except the stretch before the first good packet
+    (the tail of a packet on the wire at connect time); well-framed packets of another kind are such a
+    stretch too, and are counted in ``packets_unsupported``.
     """
 
-    def __init__(self, strip_samples: int = 1250, numerics_every: int = 125) -> None:
-        if strip_samples < 1 or numerics_every < 1:
-            raise ValueError(f"strip_samples and numerics_every must be at least 1, not {strip_samples}")
-        self.strip_samples = strip_samples
-        self.numerics_every = numerics_every
+    def __init__(self) -> None:
         self.frame_errors = 0
         self.frames_ok = 0
         self.packets_unsupported = 0
-        self.last_frame: HealthyPiFrame | None = None
         self._buffer = bytearray()
         self._seen_good = False
         self._clean = True
-        self._ecg: list[int] = []
-        self._red: list[int] = []
-        self._ir: list[int] = []
-        self._lead_off_in_strip = False
+
+    PACKETS: Mapping[int, int] = MappingProxyType({})
+
+    def _decode(self, packet_type: int, payload: bytes) -> list[Reading]:
+        raise NotImplementedError
 
     def feed(self, data: bytes) -> list[Reading]:
         self._buffer += data
@@ -153,14 +150,15 @@ class HealthyPiDecoder:
                 self._discard(1)
                 pos += 1
                 continue
-            packet = bytes(buffer[pos:end])
-            if packet[4] != TYPE_DATA or length != PAYLOAD_LEN:
-                # Well framed, but not what this firmware sends: another board or firmware on the port.
+            packet_type = buffer[pos + 4]
+            if self.PACKETS.get(packet_type) != length:
                 self.packets_unsupported += 1
-                self._discard(len(packet))
-                pos = end
-                continue
-            readings.extend(self._accept(parse_payload(packet[HEADER_LEN:-TRAILER_LEN])))
+                self._discard(end - pos)
+            else:
+                self._seen_good = True
+                self._clean = True
+                self.frames_ok += 1
+                readings.extend(self._decode(packet_type, bytes(buffer[pos + HEADER_LEN : end - TRAILER_LEN])))
             pos = end
         del buffer[:pos]
         return readings
@@ -170,10 +168,34 @@ class HealthyPiDecoder:
             self.frame_errors += 1
             self._clean = False
 
+
+class HealthyPiDecoder(OpenViewStream):
+    """Stream decoder of the HealthyPi v4: bytes in; ECG and PPG strips and spot readings out.
+
+    Every ``strip_samples`` packets give an ``ecg`` strip and two ``ppg`` strips (``red``, ``ir``); every
+    ``numerics_every`` packets give ``heart_rate``, ``spo2`` and ``body_temperature`` readings from the
+    latest packet, each only when the board has a number for it. It never raises on garbage; framing and
+    error counting are :class:`OpenViewStream`'s.
+    """
+
+    def __init__(self, strip_samples: int = 1250, numerics_every: int = 125) -> None:
+        if strip_samples < 1 or numerics_every < 1:
+            raise ValueError(f"strip_samples and numerics_every must be at least 1, not {strip_samples}")
+        super().__init__()
+        self.strip_samples = strip_samples
+        self.numerics_every = numerics_every
+        self.last_frame: HealthyPiFrame | None = None
+        self._ecg: list[int] = []
+        self._red: list[int] = []
+        self._ir: list[int] = []
+        self._lead_off_in_strip = False
+
+    PACKETS = MappingProxyType({TYPE_DATA: PAYLOAD_LEN})
+
+    def _decode(self, packet_type: int, payload: bytes) -> list[Reading]:
+        return self._accept(parse_payload(payload))
+
     def _accept(self, frame: HealthyPiFrame) -> list[Reading]:
-        self._seen_good = True
-        self._clean = True
-        self.frames_ok += 1
         self.last_frame = frame
         out: list[Reading] = []
         self._ecg.append(frame.ecg)

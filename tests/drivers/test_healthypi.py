@@ -17,12 +17,13 @@ from pydantic import ValidationError
 
 from healthhut.drivers import DecodeError, SerialLink, SerialSettings, get_driver
 from healthhut.drivers.healthypi import DRIVER, HealthyPiConfig, HealthyPiDecoder, HealthyPiFrame, parse_packet
-from healthhut.drivers.healthypi.codec import ECG_UV_PER_COUNT, fit_int16, numerics_readings
+from healthhut.drivers.healthypi.codec import ECG_UV_PER_COUNT, OpenViewStream, fit_int16, numerics_readings
 from healthhut.protocol import Flag, Kind, Quantity, Reading, Strip
 
 CAPTURES = Path(__file__).resolve().parents[2] / "drivers" / "healthypi" / "captures"
 README = CAPTURES.parent / "README.md"
-CAPTURE_NAMES = sorted(path.stem for path in CAPTURES.glob("*.hex"))
+# The HealthyPi 5 captures (v5-*) are test_healthypi5.py's.
+CAPTURE_NAMES = sorted(path.stem for path in CAPTURES.glob("*.hex") if not path.stem.startswith("v5-"))
 # The README says the expected readings are those of this decoder.
 STRIP_SAMPLES, NUMERICS_EVERY = 10, 5
 # (frame errors, good packets, unsupported packets), counted from the comments in the .hex files.
@@ -78,7 +79,7 @@ def decoder() -> HealthyPiDecoder:
     return HealthyPiDecoder(strip_samples=STRIP_SAMPLES, numerics_every=NUMERICS_EVERY)
 
 
-def feed_all(dec: HealthyPiDecoder, chunks: Iterable[bytes]) -> list[Reading]:
+def feed_all(dec: OpenViewStream, chunks: Iterable[bytes]) -> list[Reading]:
     return [reading for chunk in chunks for reading in dec.feed(chunk)]
 
 
