@@ -421,10 +421,9 @@ class Ingest:
                 acks = await self.process(deliveries)
                 for message in taken:
                     acknowledge(client, message)
-                for ack in acks:
-                    # Tells the hut its items may leave its spool (the broker's PUBACK to the hut is not
-                    # enough: see protocol.wire.StoreAck).
-                    await client.publish(hut_topic(ack.hut_id, "ack"), encode(ack), qos=1)
+                # Tells the huts their items may leave their spools (the broker's PUBACK to a hut is not
+                # enough: see protocol.wire.StoreAck). Concurrently: one broker round trip, not one per hut.
+                await asyncio.gather(*(client.publish(hut_topic(a.hut_id, "ack"), encode(a), qos=1) for a in acks))
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):

@@ -11,6 +11,7 @@ that these lines are byte for byte what ``Point.to_line_protocol`` would produce
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import UTC, datetime
 
@@ -50,29 +51,37 @@ def _float(value: float) -> str:
 
 
 def field_text(value: FieldValue) -> str:
-    if isinstance(value, bool):  # before int: bool is an int
+    kind = type(value)
+    if kind is float:
+        return _float(value)  # type: ignore[arg-type]
+    if kind is bool:  # before int: bool is an int
         return "true" if value else "false"
     if isinstance(value, int):
         return f"{value}i"
     if isinstance(value, float):
         return _float(value)
-    return '"' + value.translate(_STRING) + '"'
+    return '"' + value.translate(_STRING) + '"'  # type: ignore[union-attr]
+
+
+@functools.lru_cache(maxsize=4096)
+def _key(name: str) -> str:
+    return name.translate(_KEY)
 
 
 def line(series_key: str, fields: dict[str, FieldValue], stamp_ns: int) -> str:
-    text = ",".join(f"{key.translate(_KEY)}={field_text(value)}" for key, value in sorted(fields.items()))
+    text = ",".join([f"{_key(key)}={field_text(value)}" for key, value in sorted(fields.items())])
     return f"{series_key} {text} {stamp_ns}"
 
 
-def _tags(hut_id: str, subject: str | None, driver: str, device: str) -> dict[str, str]:
-    return {"hut": hut_id, "subject": subject or ANONYMOUS, "driver": driver, "device": device}
+@functools.lru_cache(maxsize=65536)
+def _device_series(measurement: str, hut_id: str, subject: str | None, driver: str, device: str) -> str:
+    """The series of a device's readings: a hut has few, and each is built once."""
+    return series(measurement, {"hut": hut_id, "subject": subject or ANONYMOUS, "driver": driver, "device": device})
 
 
 def observation_lines(obs: Observation) -> list[str]:
-    key = series(
-        obs.kind.value,
-        _tags(obs.hut_id, obs.subject.pseudonym if obs.subject else None, obs.device.driver, obs.device.device_id),
-    )
+    subject = obs.subject.pseudonym if obs.subject else None
+    key = _device_series(obs.kind.value, obs.hut_id, subject, obs.device.driver, obs.device.device_id)
     fields: dict[str, FieldValue] = {}
     for name, quantity in sorted(obs.values.items()):
         # Lists (RR intervals) have no field type in InfluxDB; keep them as JSON text.
@@ -89,7 +98,7 @@ def observation_lines(obs: Observation) -> list[str]:
 def strip_lines(strip: WaveStrip) -> list[str]:
     """One point per sample at its real time: start + i / fs."""
     subject = strip.subject.pseudonym if strip.subject else None
-    key = series(strip.kind.value, _tags(strip.hut_id, subject, strip.device.driver, strip.device.device_id))
+    key = _device_series(strip.kind.value, strip.hut_id, subject, strip.device.driver, strip.device.device_id)
     prefix = f"{key} {strip.channel.translate(_KEY)}="
     start, step, gain, offset = ns(strip.start), 1e9 / strip.fs, strip.gain, strip.offset
     return [
