@@ -1,11 +1,15 @@
-"""Mutual TLS end to end: the hut and the collector connect with client certificates, the broker's ACL
-lets a hut write only its own subtree (``%u`` is the certificate's name), and DNS failure is survived."""
+"""Mutual TLS end to end: the hut and the collector connect with client certificates, the shipped broker
+config and ACL (``mosquitto/``) let a hut write only its own subtree (``%u`` is the certificate's name),
+and DNS failure is survived."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 import subprocess
+import time
 from collections.abc import AsyncIterator, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,18 +28,24 @@ from healthhut.gateway.spool import MemorySpool
 from healthhut.gateway.state import GatewayState
 from healthhut.gateway.uplink import Uplink
 from healthhut.protocol import Device, Kind, Quantity, Reading, observation_from_reading
-from tests.conftest import eventually
+from tests.conftest import ROOT, eventually
 
-ACL = """\
-# Every hut: only its own subtree (its certificate's name is its hut id), and the collectors' status.
-pattern readwrite hh/v1/huts/%u/#
-pattern read hh/v1/collectors/status
+SHIPPED = ROOT / "mosquitto"
 
-user collector
-topic read hh/v1/huts/#
-topic write hh/v1/huts/+/ack
-topic readwrite hh/v1/collectors/status
-"""
+
+def shipped_listener(port: int, certs: Path) -> list[str]:
+    """The TLS listener block of the shipped broker config, on our port and with our certificates."""
+    text = (SHIPPED / "healthhut.conf").read_text()
+    block = text[text.index("\nlistener ") + 1 :].splitlines()
+    replaced = [
+        line.replace("/etc/mosquitto/certs/", f"{certs}/").replace(
+            "/etc/mosquitto/healthhut.acl", str(SHIPPED / "healthhut.acl")
+        )
+        for line in block
+        if line and not line.startswith("#")
+    ]
+    assert replaced[0] == "listener 8883"
+    return [f"listener {port} 127.0.0.1", *replaced[1:]]
 
 
 def openssl(*args: str, cwd: Path) -> None:
@@ -130,16 +140,7 @@ def reading(n: int) -> Reading:
 
 async def test_huts_and_collector_over_mutual_tls(certs: Path, tmp_path: Path) -> None:
     port = free_port()
-    listener = [
-        f"listener {port} 127.0.0.1",
-        f"cafile {certs / 'ca.pem'}",
-        f"certfile {certs / 'server.pem'}",
-        f"keyfile {certs / 'server.key'}",
-        "require_certificate true",
-        "use_identity_as_username true",
-        f"acl_file {tmp_path / 'acl'}",
-    ]
-    (tmp_path / "acl").write_text(ACL)
+    listener = shipped_listener(port, certs)
     with LocalStack(tmp_path / "servers", victoria=False, mosquitto_config=listener) as stack:
         collector_config = CollectorConfig.model_validate(
             {
@@ -198,3 +199,26 @@ async def test_an_unresolvable_broker_name_is_retried_not_fatal(tmp_path: Path) 
         await eventually(lambda: uplink.stats.last_error is not None, within=20)
         await asyncio.sleep(0.5)
     assert not uplink.stats.connected and uplink.stats.connects == 0
+
+
+def test_the_shipped_broker_config_starts_mosquitto(certs: Path, tmp_path: Path) -> None:
+    port = free_port()
+    text = (SHIPPED / "healthhut.conf").read_text()
+    text = text.replace("listener 8883", f"listener {port} 127.0.0.1").replace("/etc/mosquitto/certs/", f"{certs}/")
+    text = text.replace("/etc/mosquitto/healthhut.acl", str(SHIPPED / "healthhut.acl"))
+    extra = f"persistence_location {tmp_path}/\n" + ("user root\n" if os.geteuid() == 0 else "")
+    (tmp_path / "broker.conf").write_text(extra + text)
+    log = tmp_path / "broker.log"
+    with open(log, "wb") as sink:
+        broker = subprocess.Popen(["mosquitto", "-c", str(tmp_path / "broker.conf")], stderr=sink)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+            assert broker.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the shipped config did not bring mosquitto up"
+            time.sleep(0.1)
+    finally:
+        broker.terminate()
+        broker.wait(10)
