@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import signal
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from healthhut.protocol.cli import EXIT_CONFIG, EXIT_OK, add_logging_arguments, configure_logging
 from healthhut.protocol.configfile import ConfigError
+
+EXIT_EXPORT = 3  # the database could not be read
 
 EXAMPLES = """\
 examples:
@@ -19,9 +23,19 @@ examples:
   hut-collector dead-letters --config collector.toml --limit 20
   hut-collector dead-letters --config collector.toml --hut hut-0001 --payload
   hut-collector sequence --config collector.toml --hut hut-0001
+  hut-collector export-fhir --config collector.toml --subject 3f2a...e9 \\
+      --from 2026-11-01 --to 2026-12-01 --output resident.json
 
 The example config, with every key explained, is collector/collector.example.toml.
 """
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        stamp = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO date or time: {text!r}") from None
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +63,17 @@ def build_parser() -> argparse.ArgumentParser:
     sequence.add_argument("--config", "-c", type=Path, required=True)
     sequence.add_argument("--limit", type=int, default=50)
     sequence.add_argument("--hut", help="only this hut")
+    fhir = commands.add_parser(
+        "export-fhir",
+        help="write one subject's observations in a time range as a FHIR R4 Bundle (HL7 PHD IG coding)",
+        epilog=EXAMPLES,
+        formatter_class=fmt,
+    )
+    fhir.add_argument("--config", "-c", type=Path, required=True)
+    fhir.add_argument("--subject", required=True, help="the resident's pseudonym (64 hex digits)")
+    fhir.add_argument("--from", dest="start", type=_timestamp, required=True, help="ISO date or time, inclusive")
+    fhir.add_argument("--to", dest="end", type=_timestamp, required=True, help="ISO date or time, exclusive")
+    fhir.add_argument("--output", "-o", type=Path, help="file to write (default: standard output)")
     return parser
 
 
@@ -116,6 +141,25 @@ def _list_sequence_events(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _export_fhir(args: argparse.Namespace) -> int:
+    from healthhut.collector.config import load_config
+    from healthhut.collector.fhir import ExportError, bundle, read_observations
+
+    config = load_config(args.config)
+    try:
+        observations = read_observations(config.storage, args.subject, args.start, args.end)
+    except ExportError as exc:
+        print(f"hut-collector: {exc}", file=sys.stderr)
+        return EXIT_EXPORT
+    text = json.dumps(bundle(observations, args.subject), ensure_ascii=False, indent=1)
+    if args.output is None:
+        print(text)
+    else:
+        args.output.write_text(text + "\n")
+        print(f"{len(observations)} observation(s) written to {args.output}", file=sys.stderr)
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from healthhut.collector.config import load_config
@@ -130,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
             return _list_dead_letters(args)
         if args.command == "sequence":
             return _list_sequence_events(args)
+        if args.command == "export-fhir":
+            return _export_fhir(args)
     except ConfigError as exc:
         print(f"hut-collector: config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

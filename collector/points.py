@@ -60,7 +60,7 @@ def field_text(value: FieldValue) -> str:
         return f"{value}i"
     if isinstance(value, float):
         return _float(value)
-    return '"' + value.translate(_STRING) + '"'  # type: ignore[union-attr]
+    return '"' + value.translate(_STRING) + '"'
 
 
 @functools.lru_cache(maxsize=4096)
