@@ -21,8 +21,10 @@ class Playable:
     transport: str
     links: tuple[str, ...]
     faults: frozenset[Fault]
-    # Other protocol generations, each with its description.
+    # Other protocol generations, each with its description, chosen by the driver's setting of that name
+    # (and hut-sim's option: --protocol, or --board for the HealthyPi).
     protocols: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    setting: str = "protocol"
 
     def faults_on(self, link: str) -> frozenset[Fault]:
         return frozenset(f for f in self.faults if link in FAULTS[f].links)
@@ -36,7 +38,13 @@ def playable(driver: str) -> Playable:
         protocols = {name: sibling.description for name, sibling in player.protocols.items()}
         faults = player.faults.union(*(p.faults for p in player.protocols.values()))
         return Playable(
-            driver, spec.description, spec.transport, ("pty", "serial", "mqtt"), faults, MappingProxyType(protocols)
+            driver,
+            spec.description,
+            spec.transport,
+            ("pty", "serial", "mqtt"),
+            faults,
+            MappingProxyType(protocols),
+            player.setting,
         )
     gatt = GATT_DEVICES.get(driver)
     if gatt is not None:

@@ -56,6 +56,7 @@ examples:
   hut-sim play contec-cms50 --link serial --port /dev/ttyUSB1       # bench test over a USB-serial loopback
   hut-sim play healthypi --link /tmp/healthypi --scenario atrial-fibrillation
   hut-sim play healthypi --link /tmp/healthypi --pulse-rate 64 --pause-every 8
+  hut-sim play healthypi --board v5 --link /tmp/healthypi5 --pulse-rate 64 --spo2 95  # HealthyPi 5, 128/s
   hut-sim play ble-blood-pressure --link ble --scenario hypertensive-crisis --interval 20
       # prints DBUS_SYSTEM_BUS_ADDRESS=...: start hut-gateway with that in its environment
   hut-sim play ble-glucose --link ble --dbus-address unix:path=/tmp/bus --fault racp-link-loss
@@ -73,6 +74,7 @@ examples:
   hut-sim hut --mqtt 127.0.0.1:1883 --hut-id hut-a --duration 60
   hut-sim hut --mqtt broker:8883 --hut-id hut-a --ca ca.pem --cert hut-a.pem --key hut-a.key
   hut-sim hut --hut-id hut-b --devices contec-cms50:9-byte ble-blood-pressure ble-glucose --scenario fever
+  hut-sim hut --hut-id hut-d --devices healthypi:v5 ble-pulse-oximeter --scenario atrial-fibrillation
   hut-sim hut --hut-id hut-c --fault garbage --fault resend-old-records --interval 10
 """
 
@@ -192,7 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--link", metavar="LINK", help="pty, PATH (a pty and a symlink to it), serial, ble or mqtt")
     play.add_argument("--port", help="with --link serial: the serial port, e.g. /dev/ttyUSB1")
     play.add_argument(
-        "--protocol", help="protocol generation, as the driver's protocol setting (contec-cms50: 5-byte, 9-byte)"
+        "--protocol",
+        "--board",
+        help="protocol generation, as the driver's setting names it (contec-cms50 protocol: 5-byte, 9-byte; "
+        "healthypi board: v4, v5)",
     )
     serial = play.add_argument_group("serial line faults (as before --fault)")
     serial.add_argument("--unplug-every", type=float, metavar="S", help="fault: unplug the device every S seconds")
@@ -231,7 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--devices",
         nargs="+",
         metavar="DRIVER[:PROTOCOL]",
-        help="the hut's devices (default: one of every driver hut-sim can play)",
+        help="the hut's devices, each with its protocol generation if it has several (contec-cms50:9-byte, "
+        "healthypi:v5; default: one of every driver hut-sim can play)",
     )
     _add_device_timing(hut)
     _add_scenario_arguments(hut)
@@ -408,7 +414,7 @@ def list_command(what: str) -> None:
         if device.faults:
             print(f"{'':<20}   faults: {', '.join(sorted(device.faults))}")
         for protocol, description in device.protocols.items():
-            print(f"{'':<20}   --protocol {protocol}: {description}")
+            print(f"{'':<20}   --{device.setting} {protocol}: {description}")
 
 
 async def play_command(args: argparse.Namespace, device: Playable, link: str, symlink: Path | None) -> None:
@@ -433,6 +439,10 @@ async def play_command(args: argparse.Namespace, device: Playable, link: str, sy
             unplug_for=args.unplug_for,
             garbage=args.garbage,
         )
+        if player.default_protocol is not None:
+            progress.note(
+                f'{device.driver} plays {player.setting} = "{player.default_protocol}": set the same for the gateway'
+            )
         await play_serial(player, scenario, byte_link, settings, progress)
         return
     check_faults(faults, driver=device.driver, link=link, supported=device.faults)

@@ -14,11 +14,14 @@ from healthhut.drivers.contec_cms50 import SERIAL_LINKS, Cms50Decoder, Cms50Fram
 from healthhut.drivers.contec_cms50.codec import PULSE_RATE_UNAVAILABLE, SPO2_UNAVAILABLE
 from healthhut.drivers.contec_cms50.codec_v2 import PI_UNAVAILABLE
 from healthhut.drivers.healthypi import DRIVER as HEALTHYPI_DRIVER
-from healthhut.drivers.healthypi import HealthyPiDecoder, HealthyPiFrame
+from healthhut.drivers.healthypi import HealthyPi5Decoder, HealthyPi5Frame, HealthyPiDecoder, HealthyPiFrame
 from healthhut.firmware_sim.encoders.contec_cms50 import SAMPLE_RATE_HZ, Cms50Stream, encode_frame
 from healthhut.firmware_sim.encoders.contec_cms50_v2 import Cms50V2Stream, encode_realtime
 from healthhut.firmware_sim.encoders.healthypi import IR_DC, RED_DC, HealthyPiStream, encode_packet
 from healthhut.firmware_sim.encoders.healthypi import SAMPLE_RATE_HZ as HEALTHYPI_RATE_HZ
+from healthhut.firmware_sim.encoders.healthypi5 import SAMPLE_RATE_HZ as HEALTHYPI5_RATE_HZ
+from healthhut.firmware_sim.encoders.healthypi5 import HealthyPi5Stream
+from healthhut.firmware_sim.encoders.healthypi5 import encode_packet as encode_packet_v5
 from healthhut.firmware_sim.faults import Fault
 from healthhut.firmware_sim.scenarios import Scenario
 
@@ -59,10 +62,11 @@ class Player:
     new_decoder: Callable[[int], StreamDecoder]
     spot_frame: Callable[[Scenario, random.Random], bytes]
     fault_fields: Mapping[Fault, Mapping[str, int]] = field(default_factory=lambda: MappingProxyType({}))
-    # Other protocol generations of the device, named as the driver's ``protocol`` setting names them;
-    # ``default_protocol`` names this player's own.
+    # Other protocol generations of the device, named as the driver's ``setting`` (``protocol`` for the CMS50,
+    # ``board`` for the HealthyPi) names them; ``default_protocol`` names this player's own.
     default_protocol: str | None = None
     protocols: Mapping[str, Player] = field(default_factory=lambda: MappingProxyType({}))
+    setting: str = "protocol"
 
     @property
     def faults(self) -> frozenset[Fault]:
@@ -76,7 +80,7 @@ class Player:
             return self.protocols[protocol]
         except KeyError:
             known = ", ".join(filter(None, (self.default_protocol, *self.protocols))) or "none"
-            raise KeyError(f"{self.driver} has no protocol {protocol!r}; it has: {known}") from None
+            raise KeyError(f"{self.driver} has no {self.setting} {protocol!r}; it has: {known}") from None
 
 
 def _cms50(scenario: Scenario, seed: int | None) -> Cms50Stream:
@@ -93,6 +97,18 @@ def _cms50_v2(scenario: Scenario, seed: int | None) -> Cms50V2Stream:
 
 def _healthypi(scenario: Scenario, seed: int | None) -> HealthyPiStream:
     return HealthyPiStream(
+        scenario.pulse_rate,
+        scenario.spo2,
+        respiration_rate=scenario.respiration_rate,
+        temperature=scenario.temperature,
+        seed=seed,
+        rhythm=scenario.rhythm,
+        pause_every=scenario.pause_every,
+    )
+
+
+def _healthypi5(scenario: Scenario, seed: int | None) -> HealthyPi5Stream:
+    return HealthyPi5Stream(
         scenario.pulse_rate,
         scenario.spo2,
         respiration_rate=scenario.respiration_rate,
@@ -167,6 +183,21 @@ def _healthypi_spot(scenario: Scenario, rng: random.Random) -> bytes:
     return encode_packet(frame)
 
 
+def _healthypi5_spot(scenario: Scenario, rng: random.Random) -> bytes:
+    frame = HealthyPi5Frame(
+        ecg=0,
+        bioz=0,
+        bioz_skip=0,
+        ppg_red=RED_DC,
+        ppg_ir=IR_DC,
+        temperature_centi=round(scenario.temperature * 100) + rng.randint(-5, 5),
+        spo2=_near(scenario.spo2, 1, range(1, 101), rng),
+        heart_rate=_near(scenario.pulse_rate, 1, range(1, 255), rng),
+        respiration_rate=scenario.respiration_rate,
+    )
+    return encode_packet_v5(frame)
+
+
 # The CMS50 has no IEEE special values; its own "no value" sentinel (SpO2 127, README of the driver) is what
 # it sends instead. Its SpO2 field has 7 bits, so 101-126 are values beyond any saturation.
 _CMS50_FAULTS: Mapping[Fault, Mapping[str, int]] = MappingProxyType(
@@ -187,6 +218,9 @@ _CMS50_V2_FAULTS: Mapping[Fault, Mapping[str, int]] = MappingProxyType(
 _HEALTHYPI_FAULTS: Mapping[Fault, Mapping[str, int]] = MappingProxyType(
     {Fault.OUT_OF_RANGE: MappingProxyType({"spo2": 120, "heart_rate": 255, "temperature_centi": 5500})}
 )
+# The HealthyPi 5's numbers are bytes too (its temperature an int16); heart rate 255 is past the Zephyr
+# firmware's own rule (0 < hr < 255).
+_HEALTHYPI5_FAULTS = _HEALTHYPI_FAULTS
 
 PLAYERS: dict[str, Player] = {
     "contec-cms50": Player(
@@ -228,5 +262,25 @@ PLAYERS: dict[str, Player] = {
         new_decoder=lambda strip_samples: HealthyPiDecoder(strip_samples=strip_samples),
         spot_frame=_healthypi_spot,
         fault_fields=_HEALTHYPI_FAULTS,
+        default_protocol="v4",
+        setting="board",
+        protocols=MappingProxyType(
+            {
+                "v5": Player(
+                    driver="healthypi",
+                    description="ProtoCentral HealthyPi 5 (ECG, PPG, SpO2, temperature) over USB, OpenView "
+                    'packets at 128/s; the gateway needs board = "v5"',
+                    frames_per_second=HEALTHYPI5_RATE_HZ,
+                    frame_size=29,
+                    new_source=_healthypi5,
+                    serial_link=_serial_link(HEALTHYPI_DRIVER),
+                    new_decoder=lambda strip_samples: HealthyPi5Decoder(strip_samples=strip_samples),
+                    spot_frame=_healthypi5_spot,
+                    fault_fields=_HEALTHYPI5_FAULTS,
+                    default_protocol="v5",
+                    setting="board",
+                ),
+            }
+        ),
     ),
 }

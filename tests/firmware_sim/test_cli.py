@@ -71,7 +71,7 @@ def test_every_command_has_help_with_examples(command: str, capsys: pytest.Captu
         (["play", "pulse-meter-9000"], 2, "no driver named 'pulse-meter-9000'; installed drivers: ble-blood-pressure"),
         (["play", "contec-cms50", "--link", "ble"], 2, "contec-cms50 plays over pty, serial, mqtt, not ble"),
         (["play", "ble-glucose", "--link", "pty"], 2, "ble-glucose plays over ble, mqtt, not pty"),
-        (["play", "healthypi", "--protocol", "9-byte"], 2, "healthypi has no protocol '9-byte'"),
+        (["play", "healthypi", "--protocol", "9-byte"], 2, "healthypi has no board '9-byte'; it has: v4, v5"),
         (
             ["play", "ble-heart-rate", "--fault", "clock-reset"],
             2,
@@ -89,7 +89,7 @@ def test_every_command_has_help_with_examples(command: str, capsys: pytest.Captu
         (["load", "--huts", "0"], 2, "--huts, --rate and --batch-interval must be positive"),
         (["hut", "--hut-id", "h1", "--devices", "pulse-meter-9000"], 2, "no driver named 'pulse-meter-9000'"),
         (["hut", "--hut-id", "h1", "--devices", "ble-glucose:v2"], 2, "ble-glucose has no protocol generations"),
-        (["hut", "--hut-id", "h1", "--devices", "healthypi:v2"], 2, "healthypi has no protocol 'v2'"),
+        (["hut", "--hut-id", "h1", "--devices", "healthypi:v2"], 2, "healthypi has no board 'v2'"),
         (
             ["play", "ble-heart-rate", "--ble", "bumble", "--transport", "usb:0"],
             1,

@@ -217,4 +217,4 @@ def test_cli_lists_the_players_and_refuses_an_unknown_protocol(capsys: pytest.Ca
     with pytest.raises(SystemExit) as caught:
         main(["play", "healthypi", "--protocol", "9-byte"])
     assert caught.value.code == 2
-    assert "healthypi has no protocol '9-byte'" in capsys.readouterr().err
+    assert "healthypi has no board '9-byte'" in capsys.readouterr().err
