@@ -2,22 +2,24 @@
 
 ``put`` waits until its rows are committed and the WAL is fsync'd. Puts that arrive while a commit is
 running are committed together in the next one, so many devices cost one fsync, not one each. All
-database work runs on one dedicated thread. A database that fails its integrity check on open is moved
-aside and replaced, and the caller is told: the gateway never refuses to run because of its spool.
+database work runs on one dedicated thread of the spool's own, which takes every put and job waiting
+at once and wakes the event loop once per commit (no executor round trip and no task per commit: at
+a few hundred microseconds per fsync, that overhead was half the cost of a put). A database that
+fails its integrity check on open is moved aside and replaced, and the caller is told: the gateway
+never refuses to run because of its spool.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from healthhut.gateway.spool.base import (
     GapItemFactory,
@@ -59,6 +61,15 @@ class _Put:
         self.future = future
 
 
+def _settle(future: asyncio.Future[Any], result: object, error: BaseException | None) -> None:
+    if future.done():  # the caller gave up waiting (cancelled)
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
+
+
 class SqliteSpool:
     def __init__(self, path: Path, quota_bytes: int, gap_item: GapItemFactory) -> None:
         self.path = path
@@ -67,14 +78,19 @@ class SqliteSpool:
         self._gap_item = gap_item
         self.evicted = 0
         self.commits = 0
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._puts: list[_Put] = []
+        self._jobs: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
+        self._closing = False
+        self._kick_pending = False
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._db = self._connect(path)
         self._page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
         size, depth = self._db.execute("SELECT COALESCE(SUM(size), 0), COUNT(*) FROM items").fetchone()
         self._size, self._depth = int(size), int(depth)
         self._leased: set[int] = set()
-        self._waiting: list[_Put] = []
-        self._committer: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
 
     @staticmethod
@@ -90,31 +106,75 @@ class SqliteSpool:
         db.executescript(_SCHEMA)
         return db
 
+    # -- the spool's thread ----------------------------------------------------------------------
+    def _submit(self, *, now: bool = True) -> None:
+        """Called with the lock held: start the thread on first use, and wake it, at once or (``now``
+        false) once the event loop has run everything ready, so that puts made in one turn of the
+        loop, typically by every producer that a commit just released, share the next commit."""
+        if self._closing:
+            raise SpoolError("the spool is closed", str(self.path))
+        if self._thread is None:
+            self._loop = asyncio.get_running_loop()
+            self._thread = threading.Thread(target=self._work, name="spool", daemon=True)
+            self._thread.start()
+        if now:
+            self._wake.notify()
+        elif not self._kick_pending:
+            self._kick_pending = True
+            asyncio.get_running_loop().call_soon(self._kick)
+
+    def _kick(self) -> None:
+        with self._wake:
+            self._kick_pending = False
+            self._wake.notify()
+
     async def _run(self, fn: Callable[[], R]) -> R:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        with self._wake:
+            self._jobs.append((fn, future))
+            self._submit()
+        return await future
+
+    def _work(self) -> None:
+        while True:
+            with self._wake:
+                while not (self._puts or self._jobs or self._closing):
+                    self._wake.wait()
+                puts, self._puts = self._puts, []
+                jobs, self._jobs = self._jobs, []
+                if self._closing and not (puts or jobs):
+                    return
+            loop = self._loop
+            assert loop is not None
+            for fn, future in jobs:
+                try:
+                    result, error = fn(), None
+                except Exception as exc:  # noqa: BLE001 - handed to the caller, who raises it
+                    result, error = None, exc
+                loop.call_soon_threadsafe(_settle, future, result, error)
+            if puts:
+                try:
+                    outcomes: list[SpoolError | None] = self._commit_group(puts)
+                except Exception as exc:  # noqa: BLE001 - a bug must fail the puts, not hang them
+                    outcomes = [SpoolError(f"cannot store items: {exc!r}", str(self.path))] * len(puts)
+                self.commits += 1
+                loop.call_soon_threadsafe(self._resolve, puts, outcomes)
+
+    def _resolve(self, puts: Sequence[_Put], outcomes: Sequence[SpoolError | None]) -> None:
+        for put, outcome in zip(puts, outcomes, strict=True):
+            _settle(put.future, None, outcome)
+        if self._depth > len(self._leased):
+            self._ready.set()
 
     # -- put, with group commit ------------------------------------------------------------------
     async def put(self, items: Sequence[SpoolItem]) -> None:
         if not items:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Put(items, future))
-        if self._committer is None or self._committer.done():
-            self._committer = asyncio.create_task(self._commit_waiting(), name="spool-commit")
+        with self._wake:
+            self._puts.append(_Put(items, future))
+            self._submit(now=False)
         await future
-
-    async def _commit_waiting(self) -> None:
-        while self._waiting:
-            group, self._waiting = self._waiting, []
-            outcomes = await self._run(functools.partial(self._commit_group, group))
-            self.commits += 1
-            for put, outcome in zip(group, outcomes, strict=True):
-                if outcome is None:
-                    put.future.set_result(None)
-                else:
-                    put.future.set_exception(outcome)
-            if self._depth > len(self._leased):
-                self._ready.set()
 
     def _commit_group(self, group: Sequence[_Put]) -> list[SpoolError | None]:
         """All waiting puts in one transaction, so one fsync; each put in its own savepoint, so each is
@@ -307,10 +367,14 @@ class SqliteSpool:
             await self._ready.wait()
 
     async def close(self) -> None:
-        if self._committer is not None:
-            await self._committer
-        await self._run(self._db.close)
-        self._executor.shutdown(wait=True)
+        if self._thread is None:
+            self._db.close()
+            return
+        await self._run(self._db.close)  # after every put already waiting
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+        await asyncio.to_thread(self._thread.join)
 
 
 def _check(path: Path) -> str | None:
