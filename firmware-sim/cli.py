@@ -43,8 +43,9 @@ examples:
 
 PLAY_EXAMPLES = """\
 links (--link): pty (the default for serial devices; prints the pty path), PATH (a pty plus a stable symlink
-at PATH, like /dev/serial/by-id), serial (a real port, --port), ble (the default for BLE devices; --ble picks
-the backend), mqtt (the device alone in a hut, straight into the broker: see "hut-sim hut").
+at PATH, like /dev/serial/by-id), serial (a real port, --port), ble (the default for BLE devices: a fake BlueZ,
+or with --transport a real GATT peripheral through bumble on an HCI controller), mqtt (the device alone in a
+hut, straight into the broker: see "hut-sim hut").
 
 examples:
   hut-sim play contec-cms50                       # prints the pty path to give the gateway
@@ -61,7 +62,9 @@ examples:
       # prints DBUS_SYSTEM_BUS_ADDRESS=...: start hut-gateway with that in its environment
   hut-sim play ble-glucose --link ble --dbus-address unix:path=/tmp/bus --fault racp-link-loss
   hut-sim play ble-thermometer --fault clock-reset --scenario fever --steady
-  hut-sim play ble-heart-rate --ble bumble --transport usb:0 --scenario atrial-fibrillation
+  hut-sim play ble-heart-rate --link ble --transport usb:0 --scenario atrial-fibrillation  # a USB dongle
+  hut-sim play ble-glucose --transport hci-socket:0 --fault racp-link-loss  # an adapter BlueZ lets go of
+  hut-sim play ble-blood-pressure --transport serial:/dev/ttyACM0,1000000  # a Zephyr hci_uart board
   hut-sim play ble-weight-scale --link mqtt --mqtt 127.0.0.1:1883 --hut-id hut-a
 """
 
@@ -209,11 +212,16 @@ def build_parser() -> argparse.ArgumentParser:
     ble.add_argument(
         "--ble",
         choices=["fake-bluez", "bumble"],
-        default="fake-bluez",
-        help="fake-bluez: a fake BlueZ on a private D-Bus (no radio; the default); bumble: a USB HCI dongle",
+        help="fake-bluez: a fake BlueZ on a private D-Bus (no radio; the default without --transport); "
+        "bumble: a GATT peripheral on a real HCI controller (the default with --transport)",
     )
     ble.add_argument("--dbus-address", help="add the device to the fake BlueZ already on this D-Bus")
-    ble.add_argument("--transport", help="with --ble bumble: the HCI transport, e.g. usb:0")
+    ble.add_argument(
+        "--transport",
+        metavar="NAME",
+        help="play through bumble on this HCI transport: usb:0 (the first USB dongle), hci-socket:0 (hci0, "
+        "taken from BlueZ), serial:/dev/ttyACM0[,SPEED] (an HCI UART), tcp-client:HOST:PORT, ...",
+    )
     ble.add_argument("--address", help="the device's Bluetooth address (default: one per driver)")
     ble.add_argument(
         "--awake",
@@ -451,19 +459,46 @@ async def play_command(args: argparse.Namespace, device: Playable, link: str, sy
         return
     if args.protocol is not None:
         raise ValueError(f"{device.driver} has no protocol generations")
+    backend = ble_backend(args)
     gatt = gatt_device(device.driver, scenario, args, faults)
-    if args.ble == "bumble":
-        require_bumble(args.transport)
-        raise SimError("the bumble backend is not implemented yet; use --ble fake-bluez", link="ble")
     address = (args.address or default_address(device.driver)).upper()
     if not MAC.match(address):
         raise ValueError(f"--address {args.address!r} is not a Bluetooth address like C0:48:48:53:00:01")
+    if backend == "bumble":
+        await play_bumble(args, gatt, address, progress)
+        return
     async with fake_bluez(args.dbus_address) as fake:
         peripheral = await add_fake_peripheral(fake, gatt, address)
         print(f"DBUS_SYSTEM_BUS_ADDRESS={fake.bus_address}", flush=True)
         progress.note(
             f"{device.driver} is {address} ({gatt.local_name}), service 0x{gatt.profile.service:04X}, "
             f"scenario {scenario.name}"
+        )
+        stats = await BlePlayer(gatt, peripheral, progress, awake=args.awake).run(args.duration)
+    progress.note(
+        f"{stats.measurements} measurements, {stats.delivered} values delivered, {stats.connections} connections"
+    )
+
+
+def ble_backend(args: argparse.Namespace) -> str:
+    """fake-bluez or bumble: as --ble says, else bumble when a --transport is given."""
+    backend: str = args.ble or ("bumble" if args.transport else "fake-bluez")
+    if backend == "fake-bluez" and args.transport:
+        raise ValueError("--transport is for --ble bumble; the fake BlueZ needs no radio")
+    if backend == "bumble" and args.dbus_address:
+        raise ValueError("--dbus-address is for --ble fake-bluez; bumble plays on the --transport's controller")
+    return backend
+
+
+async def play_bumble(args: argparse.Namespace, gatt: GattDevice, address: str, progress: Progress) -> None:
+    transport = require_bumble(args.transport)
+    from healthhut.firmware_sim.links.bumble_peripheral import bumble_peripheral
+
+    async with bumble_peripheral(transport, gatt, address) as peripheral:
+        print(f"{address} on {transport}", flush=True)
+        progress.note(
+            f"{gatt.driver} is {address} ({gatt.local_name}) on {transport}, service 0x{gatt.profile.service:04X}, "
+            f"scenario {gatt.scenario.name}"
         )
         stats = await BlePlayer(gatt, peripheral, progress, awake=args.awake).run(args.duration)
     progress.note(

@@ -1,5 +1,5 @@
-"""BLE peripherals for hut-sim: a fake BlueZ on a private D-Bus (tests, demos, no radio needed); bumble with a USB
-HCI dongle (real radios) is checked for, but not yet implemented."""
+"""BLE peripherals for hut-sim: a fake BlueZ on a private D-Bus (tests, demos, no radio needed), and the check
+for bumble, whose GATT peripheral on a real HCI controller is ``links.bumble_peripheral``."""
 
 from __future__ import annotations
 
@@ -214,5 +214,9 @@ def require_bumble(transport: str | None) -> str:
             "Without Bluetooth hardware, use --ble fake-bluez.",
         )
     if not transport:
-        raise LinkError("ble", "bumble", f"--ble bumble needs --transport: {BUMBLE_TRANSPORTS}")
+        raise LinkError(
+            "ble",
+            "bumble",
+            f"--ble bumble needs --transport: {BUMBLE_TRANSPORTS}. Without Bluetooth hardware, use --ble fake-bluez.",
+        )
     return transport

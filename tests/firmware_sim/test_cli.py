@@ -19,6 +19,7 @@ from healthhut.drivers import available_drivers
 from healthhut.drivers.contec_cms50 import Cms50Decoder
 from healthhut.firmware_sim.cli import build_parser, main
 from healthhut.firmware_sim.faults import FAULTS
+from healthhut.firmware_sim.links import ble as ble_link
 from healthhut.firmware_sim.scenarios import SCENARIOS
 from healthhut.protocol import Kind
 
@@ -90,17 +91,22 @@ def test_every_command_has_help_with_examples(command: str, capsys: pytest.Captu
         (["hut", "--hut-id", "h1", "--devices", "pulse-meter-9000"], 2, "no driver named 'pulse-meter-9000'"),
         (["hut", "--hut-id", "h1", "--devices", "ble-glucose:v2"], 2, "ble-glucose has no protocol generations"),
         (["hut", "--hut-id", "h1", "--devices", "healthypi:v2"], 2, "healthypi has no board 'v2'"),
-        (
-            ["play", "ble-heart-rate", "--ble", "bumble", "--transport", "usb:0"],
-            1,
-            "--ble bumble needs the bumble package (pip install bumble)",
-        ),
+        (["play", "ble-heart-rate", "--transport", "usb:0", "--dbus-address", "unix:path=/x"], 2, "--dbus-address is"),
     ],
 )
 def test_refusals_say_why(args: list[str], code: int, message: str, capsys: pytest.CaptureFixture[str]) -> None:
     got, _, err = run_main(capsys, *args)
     assert got == code
     assert message in err
+
+
+def test_without_bumble_installed_hut_sim_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(ble_link, "bumble_available", lambda: False)
+    code, _, err = run_main(capsys, "play", "ble-heart-rate", "--transport", "usb:0")
+    assert code == 1
+    assert "--ble bumble needs the bumble package (pip install bumble)" in err and "--ble fake-bluez" in err
 
 
 def test_the_bumble_error_names_the_transports() -> None:
