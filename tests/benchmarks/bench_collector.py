@@ -218,12 +218,56 @@ def naive(stack: LocalStack, tag: str) -> float:
     return len(batch) * OBS_PER_MESSAGE / elapsed
 
 
+def mqtt_only(stack: LocalStack, tag: str) -> float:
+    """The ceiling an MQTT client library sets: receive and acknowledge the same backlog, doing nothing
+    else (aiomqtt over paho, manual acknowledgement, as the collector uses it)."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from healthhut.collector.mqtt import acknowledge, enable_manual_ack
+
+    batch = messages(tag)
+
+    def client() -> aiomqtt.Client:
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = 3600
+        properties.ReceiveMaximum = 256
+        made = aiomqtt.Client(
+            "127.0.0.1",
+            stack.mosquitto.port,
+            identifier=f"rx-{tag}",
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=False,
+            properties=properties,
+        )
+        enable_manual_ack(made)
+        return made
+
+    async def run() -> float:
+        async with client() as subscriber:
+            await subscriber.subscribe(f"$share/rx{tag}/hh/v1/huts/+/obs", qos=1)
+        await publish(stack.mosquitto.port, batch)
+        await asyncio.sleep(1.0)
+        async with client() as subscriber:
+            start, count = time.perf_counter(), 0
+            async for message in subscriber.messages:
+                acknowledge(subscriber, message)
+                count += 1
+                if count == len(batch):
+                    break
+            return time.perf_counter() - start
+
+    return len(batch) / asyncio.run(run())
+
+
 def main() -> None:
     ours_rates: list[float] = []
     naive_rates: list[float] = []
     cpus: list[dict[str, float]] = []
+    ceilings: list[float] = []
     with tempfile.TemporaryDirectory() as tmp, LocalStack(Path(tmp) / "servers", influxd=False) as stack:
         for run in range(RUNS):
+            ceilings.append(mqtt_only(stack, f"m{run}"))
             rate, cpu = ours(stack, Path(tmp), f"o{run}")
             ours_rates.append(rate)
             cpus.append(cpu)
@@ -235,6 +279,11 @@ def main() -> None:
     print(f"{total} messages of {OBS_PER_MESSAGE} observations from {HUTS} huts; {RUNS} runs; medians")
     print(f"  healthhut collector: {ours_median:8.0f} observations/s  (runs {[round(r) for r in ours_rates]})")
     print(f"  naive paho + sync write: {naive_median:8.0f} observations/s  (runs {[round(r) for r in naive_rates]})")
+    ceiling = statistics.median(ceilings)
+    print(
+        f"  MQTT client alone (receive + acknowledge, no work): {ceiling:8.0f} messages/s = "
+        f"{ceiling * OBS_PER_MESSAGE:.0f} observations/s at this message size  (runs {[round(c) for c in ceilings]})"
+    )
     print(
         "  CPU over the healthhut runs, in cores: "
         + ", ".join(f"{name} {share:.2f}" for name, share in cpu.items())
