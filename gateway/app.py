@@ -13,11 +13,14 @@ from healthhut.drivers import get_driver
 from healthhut.gateway.clock import ClockCheck
 from healthhut.gateway.config import GatewayConfig
 from healthhut.gateway.devices import DeviceSession
+from healthhut.gateway.identity import SessionBook
+from healthhut.gateway.identity.kiosk import KioskApi
 from healthhut.gateway.outbox import Outbox, gap_item
 from healthhut.gateway.spool import open_spool
 from healthhut.gateway.state import GatewayState
 from healthhut.gateway.transports import BleCentral
 from healthhut.gateway.uplink import Uplink
+from healthhut.protocol.pseudonym import PseudonymKey
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,14 @@ class Gateway:
         # One shared scanner for all BLE devices: BlueZ allows one discovery per client.
         self.central = BleCentral() if any(spec.transport == "ble" for spec in specs.values()) else None
         self.uplink = Uplink(config, self.state, self.spool)
+        self.residents: SessionBook | None = None
+        self.kiosk: KioskApi | None = None
+        if config.identity is not None:
+            self.residents = SessionBook(
+                idle_timeout=timedelta(seconds=config.identity.idle_timeout_s),
+                ambiguity=timedelta(seconds=config.identity.ambiguity_s),
+            )
+            self.kiosk = KioskApi(self.residents, PseudonymKey.load(config.identity.key_file))
         self.sessions = [
             DeviceSession(
                 device,
@@ -62,6 +73,7 @@ class Gateway:
                 clock_check=clock_check,
                 mains_hz=config.signal.mains_hz,
                 central=self.central,
+                residents=self.residents,
             )
             for device in config.device_configs
         ]
@@ -81,6 +93,8 @@ class Gateway:
         await self.outbox.event("started", devices=len(self.sessions))
         if self.spool_problem is not None:
             await self.outbox.event("spool_reset", problem=self.spool_problem)
+        if self.kiosk is not None and self.config.identity is not None:
+            await self.kiosk.serve(self.config.identity.kiosk_host, self.config.identity.kiosk_port)
         async with asyncio.TaskGroup() as group:
             uplink_task = group.create_task(self.uplink.run(), name="uplink")
             central_task = group.create_task(self.central.run(), name="ble-central") if self.central else None
@@ -106,5 +120,7 @@ class Gateway:
                 uplink_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await uplink_task
+        if self.kiosk is not None:
+            await self.kiosk.close()
         await self.spool.close()
         log.info("stopped")

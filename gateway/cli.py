@@ -42,10 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Imported late so that --help works even where a runtime dependency is missing.
     from healthhut.gateway.config import load_config
+    from healthhut.protocol.pseudonym import PseudonymKey, PseudonymKeyError
 
     try:
         config = load_config(args.config)
-    except ConfigError as exc:
+        if config.identity is not None:
+            PseudonymKey.load(config.identity.key_file)
+    except (ConfigError, PseudonymKeyError) as exc:
         print(f"hut-gateway: config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if args.command == "check-config":

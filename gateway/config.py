@@ -51,6 +51,21 @@ class SpoolConfig(FrozenConfig):
     quota_mb: float = Field(default=512, gt=0)
 
 
+class IdentityConfig(FrozenConfig):
+    """Resident sessions: the pseudonym key and the kiosk's local API (see gateway/identity)."""
+
+    # HMAC key turning resident identifiers into pseudonyms: hex, readable by the gateway's user only.
+    key_file: Path
+    # The kiosk app's local API; loopback only. Port 0 picks a free one (tests).
+    kiosk_host: str = "127.0.0.1"
+    kiosk_port: int = Field(default=8765, ge=0, le=65535)
+    # A session with no reading for this long ends by itself.
+    idle_timeout_s: float = Field(default=300, gt=0)
+    # A reading without a device time arriving this soon after one resident's session ended and
+    # another's began is nobody's: it is kept anonymous and flagged subject_conflict.
+    ambiguity_s: float = Field(default=10, ge=0)
+
+
 class GatewayConfig(FrozenConfig):
     hut_id: Annotated[str, StringConstraints(pattern=HUT_ID_PATTERN)]
     state_dir: Path
@@ -59,6 +74,7 @@ class GatewayConfig(FrozenConfig):
     spool: SpoolConfig = SpoolConfig()
     clock: ClockConfig = ClockConfig()
     signal: SignalConfig = SignalConfig()
+    identity: IdentityConfig | None = None
     devices: list[dict[str, Any]] = Field(default_factory=list)
     # Filled by load_config from ``devices``; not a TOML key.
     device_configs: tuple[DeviceConfig, ...] = Field(default=(), exclude=True)

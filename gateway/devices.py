@@ -18,6 +18,7 @@ from healthhut.drivers.gatt.racp import racp_report_after, racp_report_all
 from healthhut.gateway.backoff import Backoff
 from healthhut.gateway.checks import Verdict, analyse_strip, check_spot
 from healthhut.gateway.clock import ClockCheck
+from healthhut.gateway.identity import SessionBook
 from healthhut.gateway.outbox import Outbox
 from healthhut.gateway.state import GatewayState
 from healthhut.gateway.transports import (
@@ -31,7 +32,7 @@ from healthhut.gateway.transports import (
     open_serial,
     run_ble_device,
 )
-from healthhut.protocol import Device, Flag, Kind, Reading, observation_from_reading, strip_from_reading
+from healthhut.protocol import Device, Flag, Kind, Reading, Subject, observation_from_reading, strip_from_reading
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class DeviceSession:
         clock_check: ClockCheck | None = None,
         mains_hz: float = 50.0,
         central: BleCentral | None = None,
+        residents: SessionBook | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.config = config
@@ -65,6 +67,7 @@ class DeviceSession:
         self.clock_check = clock_check or ClockCheck(timedelta(seconds=300))
         self.mains_hz = mains_hz
         self.central = central
+        self.residents = residents
         self.device = Device(driver=spec.name, device_id=config.name)
         self.report_interval = float(getattr(config, "report_interval_s", 0.0))
         self.readings = 0
@@ -221,6 +224,8 @@ class DeviceSession:
         observation, at most one per report interval."""
         now = self.clock()
         clock_flags = self.clock_check.flags(reading.measured_at, now)
+        subject, subject_flags = self._attribute(reading, now, clock_flags)
+        clock_flags = clock_flags | subject_flags
         if reading.strip is not None:
             strip = strip_from_reading(
                 reading,
@@ -231,20 +236,41 @@ class DeviceSession:
                 seq_epoch=self.state.epoch,
                 start=self._strip_start(reading.strip.channel, now, len(reading.strip.raw) / reading.strip.fs),
                 extra_flags=clock_flags,
+                subject=subject,
             )
             await self.outbox.strip(strip)
             analysis = await analyse_strip(reading, self.mains_hz)
             if analysis is not None:
-                await self._observe(analysis.summary, analysis.verdict, clock_flags, now)
+                await self._observe(analysis.summary, analysis.verdict, clock_flags, now, subject)
             return
         stamp = time.monotonic()
         last = self._last_report.get(reading.kind)
         if last is not None and stamp - last < self.report_interval:
             return
         self._last_report[reading.kind] = stamp
-        await self._observe(reading, check_spot(reading), clock_flags, now)
+        await self._observe(reading, check_spot(reading), clock_flags, now, subject)
 
-    async def _observe(self, reading: Reading, verdict: Verdict, clock_flags: frozenset[Flag], now: datetime) -> None:
+    def _attribute(
+        self, reading: Reading, now: datetime, clock_flags: frozenset[Flag]
+    ) -> tuple[Subject | None, frozenset[Flag]]:
+        """The resident this reading belongs to, by its device time when that time is trusted."""
+        if self.residents is None:
+            return None, frozenset()
+        trusted = reading.measured_at if Flag.CLOCK_UNVERIFIED not in clock_flags else None
+        attribution = self.residents.attribute(now, trusted)
+        if attribution.conflict:
+            log.warning("device %s: a reading between two residents' sessions is kept anonymous", self.config.name)
+            return None, frozenset({Flag.SUBJECT_CONFLICT})
+        return attribution.subject, frozenset()
+
+    async def _observe(
+        self,
+        reading: Reading,
+        verdict: Verdict,
+        clock_flags: frozenset[Flag],
+        now: datetime,
+        subject: Subject | None = None,
+    ) -> None:
         self.readings += 1
         if not verdict.fit_for_alerting:
             # Reasons name the problem, never the value (no health values at INFO).
@@ -261,6 +287,7 @@ class DeviceSession:
                 fit_for_alerting=verdict.fit_for_alerting,
                 quality_reasons=verdict.reasons,
                 findings=verdict.findings,
+                subject=subject,
             )
         )
 

@@ -65,12 +65,21 @@ class Device(_Model):
     model: str | None = Field(default=None, max_length=128)
 
 
+ClinicalFlag = Literal["hypercapnic_respiratory_failure", "pregnancy", "diabetes", "hypertension_treated"]
+
+
 class Subject(_Model):
-    """Who was measured, as a pseudonym only (HMAC of the resident id), never a name or an id number."""
+    """Who was measured, as a pseudonym only (HMAC of the resident id), never a name or an id number.
+
+    ``age_band`` at the time of the reading: completed months under one year ("7m"), completed years
+    under eighteen ("4y"), then decades ("70-79y", "80+y"). ``clinical`` holds the profile flags that
+    change the alert rules (SpO2 scale 2 for hypercapnic respiratory failure, and so on).
+    """
 
     pseudonym: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
     age_band: str | None = Field(default=None, max_length=16)
     sex: Literal["female", "male", "unknown"] = "unknown"
+    clinical: list[ClinicalFlag] = Field(default_factory=list, max_length=4)
 
 
 FiniteFloat = Annotated[float, AllowInfNan(False)]

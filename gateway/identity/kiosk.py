@@ -1,0 +1,116 @@
+"""The kiosk's local API: the hut's own touch-screen app starts and ends resident sessions.
+
+HTTP on loopback only (the address is checked at start): nothing off the Pi can reach it.
+
+- ``POST /v1/session`` with JSON ``{"resident_id": "...", "birth_date": "2019-05-01" | "age_band": "70-79y",
+  "sex": "female", "clinical": ["diabetes"]}`` starts a session (ending any other) and answers 201 with
+  the session id and age band. The identifier is turned into its pseudonym at once and dropped.
+- ``DELETE /v1/session`` ends the active session (404 if there is none).
+- ``GET /v1/session`` says whether a session is active, since when and with which age band.
+
+Bad input gets 400 with ``{"error": ..., "field": ...}``; error texts never quote what was sent, since
+that may be the identifier.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+from datetime import UTC, date, datetime
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from healthhut.gateway.identity.sessions import Profile, SessionBook
+from healthhut.protocol.pseudonym import PseudonymKey
+from healthhut.protocol.wire import ClinicalFlag
+
+log = logging.getLogger(__name__)
+
+
+class SessionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    resident_id: str = Field(min_length=1, max_length=64)
+    birth_date: date | None = None
+    age_band: str | None = Field(default=None, pattern=r"^(\d{1,2}m|\d{1,2}y|\d{2}-\d{2}y|80\+y)$")
+    sex: Literal["female", "male", "unknown"] = "unknown"
+    clinical: list[ClinicalFlag] = Field(default_factory=list, max_length=4)
+
+
+def _error(status: int, message: str, field: str | None = None) -> web.Response:
+    return web.json_response({"error": message, "field": field}, status=status)
+
+
+class KioskApi:
+    def __init__(self, sessions: SessionBook, key: PseudonymKey) -> None:
+        self.sessions = sessions
+        self.key = key
+        self.app = web.Application(client_max_size=16 * 1024)
+        self.app.router.add_post("/v1/session", self.start)
+        self.app.router.add_delete("/v1/session", self.end)
+        self.app.router.add_get("/v1/session", self.show)
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    async def start(self, request: web.Request) -> web.Response:
+        try:
+            body: Any = json.loads(await request.read())
+        except ValueError:
+            return _error(400, "the body is not JSON")
+        try:
+            asked = SessionRequest.model_validate(body)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False, include_input=False, include_context=False)[0]
+            where = ".".join(str(part) for part in first["loc"])
+            return _error(400, f"{where}: {first['msg']}", where or None)
+        try:
+            pseudonym = self.key.pseudonym(asked.resident_id)
+        except ValueError as exc:
+            return _error(400, str(exc), "resident_id")
+        if asked.birth_date is not None and asked.age_band is not None:
+            return _error(400, "give either birth_date or age_band, not both", "age_band")
+        profile = Profile(asked.birth_date, asked.age_band, asked.sex, frozenset(asked.clinical))
+        try:
+            session = self.sessions.start(pseudonym, profile, "kiosk")
+        except ValueError as exc:
+            return _error(400, str(exc), "birth_date")
+        now = datetime.now(UTC)
+        return web.json_response({"session": session.id, "age_band": profile.band_at(now)}, status=201)
+
+    async def end(self, request: web.Request) -> web.Response:
+        ended = self.sessions.end(reason="kiosk")
+        if ended is None:
+            return _error(404, "no session is active")
+        return web.json_response({"ended": ended.id})
+
+    async def show(self, request: web.Request) -> web.Response:
+        active = self.sessions.active
+        if active is None:
+            return web.json_response({"active": False})
+        return web.json_response(
+            {
+                "active": True,
+                "session": active.id,
+                "since": active.started_at.isoformat(),
+                "age_band": active.profile.band_at(datetime.now(UTC)),
+            }
+        )
+
+    async def serve(self, host: str, port: int) -> None:
+        if not ipaddress.ip_address(host).is_loopback:
+            raise ValueError(f"the kiosk API listens on loopback only, not {host}")
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else port
+        log.info("kiosk API on http://%s:%d/v1/session", host, self.port)
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()

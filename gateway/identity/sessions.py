@@ -1,0 +1,169 @@
+"""Resident sessions at the hut: who stands at the kiosk, and so whose a reading is.
+
+- One active session per hut. Starting one ends the one before; the kiosk can end it; it ends by itself
+  ``idle_timeout`` after its last activity (its start, or a reading attributed to it).
+- A reading belongs to the session that was active at its measurement time: the device's own time
+  when the device has a trusted clock (a glucose record fetched later through RACP lands in the
+  session in which it was measured), otherwise the time it arrived.
+- A reading outside every session is anonymous.
+- A reading that arrived without a device time within ``ambiguity`` of one session ending and another
+  starting could be either resident's (a cuff started by one and read after the next scanned their
+  card): it is kept anonymous and flagged ``subject_conflict``. Never guess.
+
+Sessions hold the pseudonym and the profile, never the raw identifier. Ended sessions are kept for
+``history`` so that late readings can still be attributed by time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from typing import Literal
+
+from healthhut.protocol import Subject
+from healthhut.protocol.wire import ClinicalFlag
+
+log = logging.getLogger(__name__)
+
+Sex = Literal["female", "male", "unknown"]
+
+
+def age_band(birth: date, at: datetime) -> str:
+    """Completed months under one year, completed years under eighteen, decades after."""
+    day = at.astimezone(UTC).date()
+    months = (day.year - birth.year) * 12 + day.month - birth.month - (1 if day.day < birth.day else 0)
+    if months < 0:
+        raise ValueError("the birth date is after the measurement")
+    if months < 12:
+        return f"{months}m"
+    years = months // 12
+    if years < 18:
+        return f"{years}y"
+    if years < 40:
+        return "18-39y"
+    if years >= 80:
+        return "80+y"
+    decade = years // 10 * 10
+    return f"{decade}-{decade + 9}y"
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """What the rules need to know about a resident: no name, no identifier."""
+
+    birth_date: date | None = None
+    age_band: str | None = None  # when the kiosk gives a band instead of a birth date
+    sex: Sex = "unknown"
+    clinical: frozenset[ClinicalFlag] = frozenset()
+
+    def band_at(self, at: datetime) -> str | None:
+        return age_band(self.birth_date, at) if self.birth_date is not None else self.age_band
+
+
+@dataclass(slots=True)
+class Session:
+    id: str
+    pseudonym: str
+    profile: Profile
+    started_at: datetime
+    source: str
+    last_activity: datetime
+    ended_at: datetime | None = None
+    end_reason: str | None = None
+
+    def covers(self, at: datetime) -> bool:
+        return self.started_at <= at and (self.ended_at is None or at < self.ended_at)
+
+    def subject(self, at: datetime) -> Subject:
+        return Subject(
+            pseudonym=self.pseudonym,
+            age_band=self.profile.band_at(at),
+            sex=self.profile.sex,
+            clinical=sorted(self.profile.clinical),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    subject: Subject | None = None
+    session_id: str | None = None
+    conflict: bool = False
+
+
+@dataclass
+class SessionBook:
+    idle_timeout: timedelta = timedelta(minutes=5)
+    ambiguity: timedelta = timedelta(seconds=10)
+    history: timedelta = timedelta(hours=24)
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    _sessions: list[Session] = field(default_factory=list)
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    @property
+    def active(self) -> Session | None:
+        self.expire()
+        last = self._sessions[-1] if self._sessions else None
+        return last if last is not None and last.ended_at is None else None
+
+    def start(self, pseudonym: str, profile: Profile, source: str, at: datetime | None = None) -> Session:
+        at = at or self.clock()
+        if profile.birth_date is not None:
+            age_band(profile.birth_date, at)  # a birth date in the future is refused here, not later
+        current = self.active
+        if current is not None:
+            self._end(current, at, "next resident")
+        started = self.clock().strftime("%Y%m%dT%H%M%S")
+        session = Session(f"s-{started}-{next(self._ids)}", pseudonym, profile, at, source, at)
+        self._sessions.append(session)
+        self._forget(at)
+        log.info("session %s started (%s)", session.id, source)
+        return session
+
+    def end(self, at: datetime | None = None, reason: str = "kiosk") -> Session | None:
+        current = self.active
+        if current is not None:
+            self._end(current, at or self.clock(), reason)
+        return current
+
+    def _end(self, session: Session, at: datetime, reason: str) -> None:
+        session.ended_at, session.end_reason = max(at, session.started_at), reason
+        log.info("session %s ended (%s)", session.id, reason)
+
+    def expire(self, now: datetime | None = None) -> None:
+        now = now or self.clock()
+        last = self._sessions[-1] if self._sessions else None
+        if last is not None and last.ended_at is None and now - last.last_activity >= self.idle_timeout:
+            self._end(last, last.last_activity + self.idle_timeout, "idle")
+
+    def _forget(self, now: datetime) -> None:
+        self._sessions = [s for s in self._sessions if s.ended_at is None or now - s.ended_at < self.history]
+
+    def attribute(self, received_at: datetime, device_time: datetime | None = None) -> Attribution:
+        """Whose reading this is. ``device_time``: the device's own measurement time, when trusted."""
+        self.expire(received_at)
+        at = device_time or received_at
+        owner = next((s for s in reversed(self._sessions) if s.covers(at)), None)
+        if device_time is None and self._changed_near(at, owner):
+            return Attribution(conflict=True)
+        if owner is None:
+            return Attribution()
+        if owner.ended_at is None:
+            owner.last_activity = max(owner.last_activity, received_at)
+        return Attribution(owner.subject(at), owner.id)
+
+    def _changed_near(self, at: datetime, owner: Session | None) -> bool:
+        """Did another resident's session end within ``ambiguity`` before ``at``, while the reading's
+        owner by arrival time is someone else? (Outside every session a reading is simply anonymous.)"""
+        if owner is None:
+            return False
+        window_start = at - self.ambiguity
+        return any(
+            s.pseudonym != owner.pseudonym and s.ended_at is not None and window_start <= s.ended_at <= at
+            for s in self._sessions
+        )
+
+    def snapshot(self) -> list[Session]:
+        return [replace(s) for s in self._sessions]
