@@ -11,7 +11,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from healthhut.protocol.cli import EXIT_CONFIG, EXIT_OK, add_logging_arguments, configure_logging
+from healthhut.protocol.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, add_logging_arguments, configure_logging
 from healthhut.protocol.configfile import ConfigError
 
 EXIT_EXPORT = 3  # the database could not be read
@@ -23,6 +23,7 @@ examples:
   hut-collector dead-letters --config collector.toml --limit 20
   hut-collector dead-letters --config collector.toml --hut hut-0001 --payload
   hut-collector sequence --config collector.toml --hut hut-0001
+  hut-collector pseudonym --key /etc/healthhut/pseudonym.key --lookup 3f2a...e9 --roster clinic-ids.txt
   hut-collector export-fhir --config collector.toml --subject 3f2a...e9 \\
       --from 2026-11-01 --to 2026-12-01 --output resident.json
 
@@ -63,6 +64,21 @@ def build_parser() -> argparse.ArgumentParser:
     sequence.add_argument("--config", "-c", type=Path, required=True)
     sequence.add_argument("--limit", type=int, default=50)
     sequence.add_argument("--hut", help="only this hut")
+    pseudo = commands.add_parser(
+        "pseudonym",
+        help="for a clinic system holding the deployment key: a resident's pseudonym, or whose a pseudonym is",
+        description=(
+            "Pseudonyms are HMAC-SHA256 of the resident identifier under the deployment key, so they cannot be "
+            "reversed: --lookup finds the identifier in a roster (one identifier per line) whose pseudonym it is."
+        ),
+        epilog=EXAMPLES,
+        formatter_class=fmt,
+    )
+    pseudo.add_argument("--key", type=Path, required=True, help="the deployment's pseudonym key file (mode 0600)")
+    way = pseudo.add_mutually_exclusive_group(required=True)
+    way.add_argument("--resident", help="print this identifier's pseudonym")
+    way.add_argument("--lookup", metavar="PSEUDONYM", help="find this pseudonym's identifier in --roster")
+    pseudo.add_argument("--roster", type=Path, help="file of identifiers, one per line (with --lookup)")
     fhir = commands.add_parser(
         "export-fhir",
         help="write one subject's observations in a time range as a FHIR R4 Bundle (HL7 PHD IG coding)",
@@ -160,8 +176,41 @@ def _export_fhir(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _pseudonym(args: argparse.Namespace) -> int:
+    from healthhut.protocol.pseudonym import PseudonymKey, PseudonymKeyError
+
+    try:
+        key = PseudonymKey.load(args.key)
+    except PseudonymKeyError as exc:
+        print(f"hut-collector: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.resident is not None:
+        try:
+            print(key.pseudonym(args.resident))
+        except ValueError as exc:
+            print(f"hut-collector: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        return EXIT_OK
+    if args.roster is None:
+        print("hut-collector: --lookup needs --roster", file=sys.stderr)
+        return EXIT_FAILURE
+    try:
+        lines = args.roster.read_text().splitlines()
+    except OSError as exc:
+        print(f"hut-collector: {args.roster}: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAILURE
+    found = key.match(args.lookup.strip().lower(), lines)
+    if found is None:
+        print(f"hut-collector: no identifier in {args.roster} has that pseudonym", file=sys.stderr)
+        return EXIT_FAILURE
+    print(found)
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "pseudonym":  # needs the key, not the collector's config
+        return _pseudonym(args)
     from healthhut.collector.config import load_config
 
     try:

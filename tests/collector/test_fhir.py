@@ -152,3 +152,25 @@ def test_a_subject_that_is_not_a_pseudonym_is_refused(tmp_path: Path, capsys: py
     )
     assert code == cli.EXIT_EXPORT
     assert "pseudonym" in capsys.readouterr().err
+
+
+def test_pseudonym_command_maps_a_pseudonym_back_through_a_roster(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from healthhut.protocol.pseudonym import generate_key_file
+
+    key = tmp_path / "pseudonym.key"
+    generate_key_file(key)
+    assert cli.main(["pseudonym", "--key", str(key), "--resident", "11010519491231002x"]) == 0
+    pseudonym = capsys.readouterr().out.strip()
+    assert len(pseudonym) == 64
+    roster = tmp_path / "roster.txt"
+    roster.write_text("110105194912310039\n11010519491231002X\n")
+    assert cli.main(["pseudonym", "--key", str(key), "--lookup", pseudonym, "--roster", str(roster)]) == 0
+    assert capsys.readouterr().out.strip() == "11010519491231002X"
+    roster.write_text("110105194912310039\n")
+    assert cli.main(["pseudonym", "--key", str(key), "--lookup", pseudonym, "--roster", str(roster)]) == 1
+    assert "no identifier" in capsys.readouterr().err
+    key.chmod(0o644)
+    assert cli.main(["pseudonym", "--key", str(key), "--resident", "x"]) == cli.EXIT_CONFIG
+    assert "owner only" in capsys.readouterr().err
