@@ -45,7 +45,17 @@ class GattDecoder(Protocol):
     def on_value(self, characteristic: int, data: bytes) -> list[Reading]: ...
 
 
-Decoder = StreamDecoder | GattDecoder
+@runtime_checkable
+class IdentityDecoder(Protocol):
+    """A sans-I/O decoder of an identity source (a card scanner): ``feed`` returns the codes read, which
+    the gateway turns into pseudonyms at once. Garbage is counted, never raised."""
+
+    frame_errors: int
+
+    def feed(self, data: bytes) -> list[str]: ...
+
+
+Decoder = StreamDecoder | GattDecoder | IdentityDecoder
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +122,8 @@ class DriverSpec:
     ble: BleProfile | None = None
     decoder_for: Callable[[Any], Decoder] | None = None
     serial_link_for: Callable[[Any], SerialLink] | None = None
+    # "identity": the device says who is being measured (its decoder is an IdentityDecoder), not what.
+    role: Literal["measurement", "identity"] = "measurement"
 
     def decoder(self, config: DeviceConfig) -> Decoder:
         return self.decoder_for(config) if self.decoder_for is not None else self.new_decoder()

@@ -13,12 +13,12 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from healthhut.drivers import DeviceConfig, DriverSpec, GattDecoder, StreamDecoder
+from healthhut.drivers import DeviceConfig, DriverSpec, GattDecoder, IdentityDecoder, StreamDecoder
 from healthhut.drivers.gatt.racp import racp_report_after, racp_report_all
 from healthhut.gateway.backoff import Backoff
 from healthhut.gateway.checks import Verdict, analyse_strip, check_spot
 from healthhut.gateway.clock import ClockCheck
-from healthhut.gateway.identity import SessionBook
+from healthhut.gateway.identity import Profile, SessionBook
 from healthhut.gateway.outbox import Outbox
 from healthhut.gateway.state import GatewayState
 from healthhut.gateway.transports import (
@@ -33,6 +33,7 @@ from healthhut.gateway.transports import (
     run_ble_device,
 )
 from healthhut.protocol import Device, Flag, Kind, Reading, Subject, observation_from_reading, strip_from_reading
+from healthhut.protocol.pseudonym import PseudonymKey
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class DeviceSession:
         mains_hz: float = 50.0,
         central: BleCentral | None = None,
         residents: SessionBook | None = None,
+        pseudonyms: PseudonymKey | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.config = config
@@ -68,6 +70,7 @@ class DeviceSession:
         self.mains_hz = mains_hz
         self.central = central
         self.residents = residents
+        self.pseudonyms = pseudonyms
         self.device = Device(driver=spec.name, device_id=config.name)
         self.report_interval = float(getattr(config, "report_interval_s", 0.0))
         self.readings = 0
@@ -176,6 +179,10 @@ class DeviceSession:
 
     async def _read(self, stream: ByteStream) -> None:
         decoder = self.spec.decoder(self.config)
+        if self.spec.role == "identity":
+            assert isinstance(decoder, IdentityDecoder)
+            await self._scan(stream, decoder)
+            return
         if not isinstance(decoder, StreamDecoder):
             raise TransportError(self.config.name, f"driver {self.spec.name} does not decode a byte stream")
         link = self.spec.serial_link(self.config)
@@ -218,6 +225,33 @@ class DeviceSession:
                     errors_reported = decoder.frame_errors
                     log.warning("device %s: %d frame errors in the last interval", self.config.name, new_errors)
                     await self.outbox.event("device_error", self.device, frame_errors=new_errors)
+
+    async def _scan(self, stream: ByteStream, decoder: IdentityDecoder) -> None:
+        """An identity source: each code read starts that resident's session. The code is turned into a
+        pseudonym here and goes no further; problems are told to the kiosk without quoting it."""
+        while True:
+            data = await stream.read()
+            self.last_contact = self.clock()
+            errors = decoder.frame_errors
+            codes = decoder.feed(data)
+            if decoder.frame_errors != errors and self.residents is not None:
+                reasons = getattr(decoder, "errors", [])
+                what = reasons[-1] if reasons else "an unreadable scan"
+                self.residents.problem(f"{self.config.name}: {what}; please scan again")
+            for code in codes:
+                self._start_session(code)
+
+    def _start_session(self, code: str) -> None:
+        if self.residents is None or self.pseudonyms is None:
+            log.warning("device %s: a card was scanned, but [identity] is not configured", self.config.name)
+            return
+        try:
+            pseudonym = self.pseudonyms.pseudonym(code)
+        except ValueError as exc:  # its message never quotes the code
+            self.residents.problem(f"{self.config.name}: {exc}; please scan again")
+            return
+        self.readings += 1
+        self.residents.start(pseudonym, Profile(), f"scanner:{self.config.name}")
 
     async def handle(self, reading: Reading) -> None:
         """Check one decoded reading and spool it: a strip (and what its analysis found), or a spot

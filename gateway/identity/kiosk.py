@@ -6,7 +6,8 @@ HTTP on loopback only (the address is checked at start): nothing off the Pi can 
   "sex": "female", "clinical": ["diabetes"]}`` starts a session (ending any other) and answers 201 with
   the session id and age band. The identifier is turned into its pseudonym at once and dropped.
 - ``DELETE /v1/session`` ends the active session (404 if there is none).
-- ``GET /v1/session`` says whether a session is active, since when and with which age band.
+- ``GET /v1/session`` says whether a session is active, since when, from which source (the kiosk or a
+  card scanner) and with which age band, and the last problem with a scan, if any.
 
 Bad input gets 400 with ``{"error": ..., "field": ...}``; error texts never quote what was sent, since
 that may be the identifier.
@@ -88,16 +89,18 @@ class KioskApi:
 
     async def show(self, request: web.Request) -> web.Response:
         active = self.sessions.active
-        if active is None:
-            return web.json_response({"active": False})
-        return web.json_response(
-            {
-                "active": True,
+        reply: dict[str, Any] = {"active": active is not None}
+        if active is not None:
+            reply |= {
                 "session": active.id,
+                "source": active.source,
                 "since": active.started_at.isoformat(),
                 "age_band": active.profile.band_at(datetime.now(UTC)),
             }
-        )
+        if self.sessions.last_error is not None:
+            when, what = self.sessions.last_error
+            reply["last_error"] = {"at": when.isoformat(), "error": what}
+        return web.json_response(reply)
 
     async def serve(self, host: str, port: int) -> None:
         if not ipaddress.ip_address(host).is_loopback:

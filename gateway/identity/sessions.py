@@ -99,6 +99,8 @@ class SessionBook:
     ambiguity: timedelta = timedelta(seconds=10)
     history: timedelta = timedelta(hours=24)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # The last problem with an identity source (a bad scan), for the kiosk to show: (when, what).
+    last_error: tuple[datetime, str] | None = None
     _sessions: list[Session] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -164,6 +166,11 @@ class SessionBook:
             s.pseudonym != owner.pseudonym and s.ended_at is not None and window_start <= s.ended_at <= at
             for s in self._sessions
         )
+
+    def problem(self, what: str, at: datetime | None = None) -> None:
+        """Note a problem for the kiosk to show. ``what`` must not quote the code that was read."""
+        self.last_error = (at or self.clock(), what)
+        log.warning("identity: %s", what)
 
     def snapshot(self) -> list[Session]:
         return [replace(s) for s in self._sessions]
