@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 
 import numpy as np
+from numpy.typing import NDArray
 
 from healthhut.gateway.dsp.filters import FloatArray
 
@@ -57,12 +59,18 @@ class History:
 def block_stats(raw: FloatArray, derivative: FloatArray, size: int) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Minimum and maximum of ``raw`` and largest magnitude of ``derivative`` per block of ``size`` samples
     (the last block may be short)."""
-    full = (raw.size // size) * size
-    blocks = raw[:full].reshape(-1, size)
-    lows, highs = blocks.min(axis=1), blocks.max(axis=1)
-    slopes = np.abs(derivative[:full]).reshape(-1, size).max(axis=1)
-    if full < raw.size:
-        lows = np.append(lows, raw[full:].min())
-        highs = np.append(highs, raw[full:].max())
-        slopes = np.append(slopes, np.abs(derivative[full:]).max())
-    return lows, highs, slopes
+    starts = block_starts(raw.size, size)
+    return (
+        np.minimum.reduceat(raw, starts),
+        np.maximum.reduceat(raw, starts),
+        np.maximum.reduceat(np.abs(derivative), starts),
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def block_starts(length: int, size: int) -> NDArray[np.intp]:
+    """First index of each block of ``size`` samples in ``length``: the indices ``ufunc.reduceat`` takes,
+    which reduces a short last block too and is quicker than a reduction along the rows of a reshape."""
+    starts = np.arange(0, length, size, dtype=np.intp)
+    starts.flags.writeable = False
+    return starts

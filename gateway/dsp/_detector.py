@@ -121,6 +121,7 @@ class EcgDetector:
         self._history = max(0, history) + self.latency_samples
         retain = max(self._history, self._behind + 2 * self.latency_samples)
         self._buffer = np.zeros((5, self._window + 1 + retain + max(retain, PIECE)))
+        self._capacity = self._buffer.shape[1]
         self._offset = -(self._window + 1)
         self._n = 0  # samples pushed so far
         self._done = 0  # samples filtered so far
@@ -134,6 +135,7 @@ class EcgDetector:
         self._missed: list[_Candidate] = []  # rejected since the last beat, above the search-back level
         self._pending: list[int] = []
         self._closed = False
+        self._wake = 0  # the sample count from which a push must process (see ``_needs_processing``)
 
     @property
     def latency_s(self) -> float:
@@ -157,7 +159,13 @@ class EcgDetector:
                 self._store(x[start : start + PIECE])
                 self._process()
         elif size:
-            self._store(x)
+            # ``_store`` inlined: most pushes of a short chunk do nothing else.
+            end = self._n - self._offset
+            if end + size > self._capacity:
+                self._make_room(size)
+                end = self._n - self._offset
+            self._buffer[_RAW, end : end + size] = x
+            self._n += size
             if self._needs_processing():
                 self._process()
         due = self._n - 1 - self.latency_samples
@@ -193,11 +201,11 @@ class EcgDetector:
         if not x.size:
             return
         end = self._n - self._offset
-        if end + x.size > self._buffer.shape[1]:
+        if end + x.size > self._capacity:
             self._make_room(x.size)
             end = self._n - self._offset
-        # The conditioning filter runs in place, so the input goes to both of these rows.
-        self._buffer[_RAW : _CONDITIONED + 1, end : end + x.size] = x
+        # Only the input row: ``_filter`` copies it into the rows it filters in place, a batch at a time.
+        self._buffer[_RAW, end : end + x.size] = x
         self._n += x.size
 
     def _make_room(self, size: int) -> None:
@@ -215,6 +223,7 @@ class EcgDetector:
         fresh = np.zeros((5, capacity)) if capacity != self._buffer.shape[1] else self._buffer
         fresh[:, :held] = self._buffer[:, drop : drop + held]
         self._buffer = fresh
+        self._capacity = capacity
         self._offset += drop
 
     def _needs_processing(self) -> bool:
@@ -223,14 +232,23 @@ class EcgDetector:
         Every R peak still unknown comes either from an envelope peak not yet examined, at or after
         ``_next_scan``, and lies at most ``_search_back`` before it, or is a held-back missed candidate that a
         later beat recovers. While all of those lie after the last sample this push must report on, the
-        samples can wait: the peaks and their timing are exactly those of examining every push.
+        samples can wait: the peaks and their timing are exactly those of examining every push. Only
+        ``_process`` changes what that earliest sample is, so it sets ``_wake`` once for the pushes after it.
         """
+        return self._n >= self._wake
+
+    def _earliest_unknown(self) -> int:
+        """The earliest sample at which an R peak not yet found may lie (before the first beat, far enough back
+        that every push processes)."""
         if not self._qrs_levels:  # before the first beat the look-ahead is longer: no waiting
-            return True
+            return -self.latency_samples
         earliest = self._next_scan - self._search_back
+        if self._last is not None:
+            # ``_locate`` places a new R peak at least a refractory period after the last one.
+            earliest = max(earliest, self._last.r_peak + self._refractory)
         if self._missed:
             earliest = min(earliest, *(missed.r_peak for missed in self._missed))
-        return earliest <= self._n - 1 - self.latency_samples
+        return earliest
 
     def _process(self) -> None:
         self._filter()
@@ -241,33 +259,44 @@ class EcgDetector:
             self._scan_blocks(last)
         else:
             self._scan_exact(last)
+        self._wake = self._earliest_unknown() + 1 + self.latency_samples
 
     def _filter(self) -> None:
         """Condition, differentiate, square and integrate the samples pushed since the last call."""
-        a, b = self._done - self._offset, self._n - self._offset
+        off = self._offset
+        a, b = self._done - off, self._n - off
         if a >= b:
             return
         rows = self._buffer
         conditioned = rows[_CONDITIONED : _CONDITIONED + 1, a:b]
+        conditioned[0] = rows[_RAW, a:b]
         if self._conditioning_zi is None:
             self._conditioning_zi = self._conditioning_zi_unit * rows[_RAW, a]
         if self._conditioning_sos.shape[0]:
             sosfilt_kernel(self._conditioning_sos, conditioned, self._conditioning_zi)
         derivative = rows[_DERIVATIVE : _DERIVATIVE + 1, a:b]
-        derivative[...] = conditioned
+        derivative[0] = conditioned[0]
         if self._qrs_zi is None:
             self._qrs_zi = self._qrs_zi_unit * rows[_CONDITIONED, a]
         sosfilt_kernel(self._qrs_sos, derivative, self._qrs_zi)
+        slope = derivative[0]
         energy = rows[_ENERGY, a:b]
-        np.multiply(derivative[0], derivative[0], out=energy)
+        np.multiply(slope, slope, out=energy)
         # The envelope is the energy's running sum over the integration window (Pan-Tompkins' moving average
         # times its width; the detector is scale-free): add the newest sample, drop the oldest.
         w = self._window
-        np.subtract(energy, rows[_ENERGY, a - w : b - w], out=rows[_ENVELOPE, a:b])
+        envelope = rows[_ENVELOPE, a:b]
+        np.subtract(energy, rows[_ENERGY, a - w : b - w], out=envelope)
         start = self._done
+        if self._n < (start // RESUM_EVERY + 1) * RESUM_EVERY:  # the usual case: no re-sum point inside
+            envelope[0] += self._running_sum
+            np.add.accumulate(envelope, out=envelope)
+            self._running_sum = float(envelope[-1])
+            self._done = self._n
+            return
         while start < self._n:
             stop = min(self._n, (start // RESUM_EVERY + 1) * RESUM_EVERY)
-            i, j = start - self._offset, stop - self._offset
+            i, j = start - off, stop - off
             running = rows[_ENVELOPE, i:j]
             running[0] += self._running_sum
             np.add.accumulate(running, out=running)
@@ -293,9 +322,9 @@ class EcgDetector:
         first, end = -off, self._n - off
         for i in maxima.tolist():
             peak = float(env[i])
-            if i > first and peak <= env[max(first, i - r) : i].max():
+            if i > first and peak <= _largest(env[max(first, i - r) : i]):
                 continue
-            if peak < env[i + 1 : min(end, i + r + 1)].max():
+            if peak < _largest(env[i + 1 : min(end, i + r + 1)]):
                 continue
             self._consider(i + off, peak)
         self._next_scan = last + 1
@@ -314,7 +343,7 @@ class EcgDetector:
         count = (last - start) // r + 1  # blocks holding start..last; block 0 is the one before them
         blocks = env[start - r - off : start + count * r - off].reshape(count + 1, r)
         firsts = blocks.argmax(axis=1).tolist()
-        peaks = blocks.max(axis=1).tolist()
+        peaks = _largest(blocks, axis=1).tolist()
         for k in range(1, count + 1):
             block = start + (k - 1) * r
             p = block + firsts[k]
@@ -324,15 +353,15 @@ class EcgDetector:
             # Everything before p in its block is below it and everything after is not above it, so only
             # the neighbouring blocks' parts inside +-r can overrule it.
             if peaks[k - 1] >= peak and (
-                block - r + firsts[k - 1] >= p - r or env[p - r - off : block - off].max() >= peak
+                block - r + firsts[k - 1] >= p - r or _largest(env[p - r - off : block - off]) >= peak
             ):
                 continue
             if k < count:
                 if peaks[k + 1] > peak and (
-                    block + r + firsts[k + 1] <= p + r or env[block + r - off : p + r + 1 - off].max() > peak
+                    block + r + firsts[k + 1] <= p + r or _largest(env[block + r - off : p + r + 1 - off]) > peak
                 ):
                     continue
-            elif env[block + r - off : p + r + 1 - off].max() > peak:
+            elif _largest(env[block + r - off : p + r + 1 - off]) > peak:
                 continue
             self._consider(p, peak)
         self._next_scan = last + 1
@@ -341,7 +370,7 @@ class EcgDetector:
         """Classify the dominant envelope peak ``p``: QRS, missed-beat candidate or noise."""
         i = p - self._offset
         # The steepest QRS-band slope in the integration window; sqrt of a rounded square is exact.
-        slope = math.sqrt(float(self._buffer[_ENERGY, i - self._window + 1 : i + 1].max()))
+        slope = math.sqrt(float(_largest(self._buffer[_ENERGY, i - self._window + 1 : i + 1])))
         if not self._qrs_levels:
             if self._first_beat(i, amplitude):
                 self._accept_new(p, amplitude, slope)
@@ -387,7 +416,7 @@ class EcgDetector:
         # QRS at any rate above 50 /min. That rules out the T wave or noise a strip may start with.
         lo = max(self._settle - self._offset, i - self._first_lookback)
         hi = min(self._n - self._offset, i + self._refractory + self._hold + 1)
-        return amplitude >= 0.5 * float(self._buffer[_ENVELOPE, lo:hi].max())
+        return amplitude >= 0.5 * float(_largest(self._buffer[_ENVELOPE, lo:hi]))
 
     def _rr_average(self) -> float:
         if not self._rr_recent:
@@ -406,17 +435,18 @@ class EcgDetector:
             return None
         segment = self._buffer[_CONDITIONED, lo - self._offset : p - self._offset + 1]
         # The median as np.median computes it, without its overhead: the middle value, or the mean of two.
-        ordered = segment.copy()
-        half = ordered.size // 2
-        if ordered.size % 2:
-            ordered.partition(half)
-            median = float(ordered[half])
+        half = segment.size // 2
+        if segment.size % 2:
+            median = float(np.partition(segment, half)[half])
         else:
-            ordered.partition((half - 1, half))
+            ordered = np.partition(segment, (half - 1, half))
             median = (float(ordered[half - 1]) + float(ordered[half])) / 2
-        deviation = segment - median
-        np.abs(deviation, out=deviation)
-        return lo + int(deviation.argmax())
+        # The sample farthest from the median is the maximum or the minimum; the earlier one on a tie.
+        top, bottom = int(segment.argmax()), int(segment.argmin())
+        above, below = float(segment[top]) - median, median - float(segment[bottom])
+        if above > below or (above == below and top < bottom):
+            return lo + top
+        return lo + bottom
 
     def _accept_new(self, p: int, amplitude: float, slope: float) -> None:
         last = self._last
@@ -455,6 +485,9 @@ class EcgDetector:
         out = np.array(pending[:count], dtype=np.int64)
         del pending[:count]
         return out
+
+
+_largest = np.maximum.reduce  # ndarray.max without its Python-level wrapper
 
 
 def _median(values: deque[float]) -> float:

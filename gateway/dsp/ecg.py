@@ -116,6 +116,7 @@ class EcgAnalyzer:
         self._windows: list[EcgWindowQuality] = []
         self._blocks: list[tuple[FloatArray, FloatArray, FloatArray]] = []  # per window: lows, highs, slopes
         self._next_window = 0
+        self._grade_from = self._window + self._latency  # samples pushed when the next window can be graded
         self._summary: EcgSummary | None = None
 
     @property
@@ -130,7 +131,9 @@ class EcgAnalyzer:
     def push(self, chunk_uv: ArrayLike) -> IndexArray:
         if self._summary is not None:
             raise RuntimeError("the strip is finished; make a new analyser for a new strip")
-        x = np.asarray(chunk_uv, dtype=np.float64).ravel()  # the detector keeps its own copy
+        x = np.asarray(chunk_uv, dtype=np.float64)  # the detector keeps its own copy
+        if x.ndim != 1:
+            x = x.ravel()
         if x.size <= self._piece:
             return self._push_piece(x)
         found = [self._push_piece(x[i : i + self._piece]) for i in range(0, x.size, self._piece)]
@@ -142,7 +145,7 @@ class EcgAnalyzer:
         if peaks.size:
             self._beats.extend(peaks.tolist())
         # A window is graded once every beat inside it has been reported; its samples are filtered by then.
-        if self._next_window + self._window <= detector.pushed - self._latency:
+        if detector.pushed >= self._grade_from:
             self._assess_ready_windows(final=False)
         return peaks
 
@@ -163,6 +166,7 @@ class EcgAnalyzer:
         while self._next_window + self._window <= horizon:
             self._assess(self._next_window, self._next_window + self._window)
             self._next_window += self._window
+        self._grade_from = self._next_window + self._window + self._latency
         if not final:
             return
         tail = n - self._next_window

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
+from healthhut.gateway.dsp._buffers import block_starts
 from healthhut.gateway.dsp.filters import FloatArray
 
 # Li, Mark & Clifford, Physiol Meas 29:15 (2008) define the indices; the grading bands are those of
@@ -119,12 +121,18 @@ def spectral_sqis(x: ArrayLike, fs: float) -> tuple[float, float]:
     if v.size < 2:
         return 0.0, 0.0
     window, (qrs_band, wide_band, total_band, base_band) = _periodogram_plan(v.size, fs)
-    spectrum = np.fft.rfft((v - v.mean()) * window)
-    power = spectrum.real**2 + spectrum.imag**2
-    cumulative = np.concatenate(([0.0], np.cumsum(power)))
+    top = max(qrs_band[1], wide_band[1], total_band[1], base_band[1])  # no band reaches beyond this bin
+    # ``v.mean()`` written as sum / count: the same value, without its per-call overhead.
+    spectrum = np.fft.rfft((v - np.add.reduce(v) / v.size) * window)[:top]
+    # |X|^2 = re^2 + im^2, squared in place on the interleaved (re, im) pairs.
+    pairs = spectrum.view(np.float64)
+    np.multiply(pairs, pairs, out=pairs)
+    # Band power from running sums: the power of bins a..b-1 is cumulative[b - 1] - cumulative[a - 1].
+    cumulative = np.add.accumulate(pairs[0::2] + pairs[1::2])
 
     def band(edges: tuple[int, int]) -> float:
-        return float(cumulative[edges[1]] - cumulative[edges[0]])
+        lo, hi = edges
+        return (float(cumulative[hi - 1]) if hi else 0.0) - (float(cumulative[lo - 1]) if lo else 0.0)
 
     qrs, wide = band(qrs_band), band(wide_band)
     psqi = qrs / wide if wide > 0 else 0.0
@@ -167,33 +175,38 @@ def template_correlation(x: ArrayLike, beats: ArrayLike, half_width: int) -> flo
     Beats too close to the window's edges are left out. NaN when fewer than two beats fit.
     """
     v = np.asarray(x, dtype=np.float64)
-    b = np.asarray(beats, dtype=np.int64)
     if half_width < 1:
         return float("nan")
-    b = b[(b - half_width >= 0) & (b + half_width < v.size)]
-    if b.size < 2:
+    # A window holds a few dozen beats at most: a list is quicker to filter than an array.
+    inside = [i for i in np.asarray(beats, dtype=np.int64).tolist() if half_width <= i < v.size - half_width]
+    if len(inside) < 2:
         return float("nan")
     width = 2 * half_width + 1
-    segments = v[b[:, None] + np.arange(-half_width, half_width + 1)[None, :]]
-    template = np.add.reduce(segments, axis=0) / b.size
+    segments = v[np.array(inside)[:, None] + _offsets(half_width)]
+    template = np.add.reduce(segments, axis=0) / len(inside)
     seg_c = segments - np.add.reduce(segments, axis=1, keepdims=True) / width
     tpl_c = template - np.add.reduce(template) / width
     denominator = np.sqrt(np.add.reduce(seg_c * seg_c, axis=1) * float(np.add.reduce(tpl_c * tpl_c)))
     with np.errstate(invalid="ignore", divide="ignore"):
         r: FloatArray = (seg_c @ tpl_c) / denominator
-    r[~np.isfinite(r)] = 0.0
-    return float(np.add.reduce(r)) / r.size
+    total = float(np.add.reduce(r))
+    if not math.isfinite(total):  # a flat beat or template: count it as uncorrelated
+        r[~np.isfinite(r)] = 0.0
+        total = float(np.add.reduce(r))
+    return total / r.size
+
+
+@functools.lru_cache(maxsize=64)
+def _offsets(half_width: int) -> NDArray[np.int64]:
+    offsets = np.arange(-half_width, half_width + 1)[None, :]
+    offsets.flags.writeable = False
+    return offsets
 
 
 def block_extremes(x: FloatArray, size: int) -> tuple[FloatArray, FloatArray]:
     """Minimum and maximum of each block of ``size`` samples (the last block may be short)."""
-    full = (x.size // size) * size
-    blocks = x[:full].reshape(-1, size)
-    lows, highs = blocks.min(axis=1), blocks.max(axis=1)
-    if full < x.size:
-        lows = np.append(lows, x[full:].min())
-        highs = np.append(highs, x[full:].max())
-    return lows, highs
+    starts = block_starts(x.size, size)
+    return np.minimum.reduceat(x, starts), np.maximum.reduceat(x, starts)
 
 
 def flat_blocks(lows: FloatArray, highs: FloatArray, span: int, level: float) -> np.ndarray:
@@ -252,7 +265,8 @@ def assess_ecg_window(
     lows, highs = block_extremes(raw_v, block) if blocks is None else blocks
     lead_problem_s = float(lead_problem_blocks(lows, highs, fs, block, flat_uv, rails).sum()) * block / fs
     # Orphanidou: the template spans the median RR, centred on the R peak.
-    rr_median = _median(np.diff(b).tolist()) if b.size >= 2 else 0.0
+    intervals = [after - before for before, after in itertools.pairwise(b.tolist())]
+    rr_median = _median(intervals) if intervals else 0.0
     correlation = template_correlation(cond, b, int(rr_median) // 2) if b.size >= 2 else float("nan")
     usable = window_grade is not Grade.UNACCEPTABLE and bool(correlation >= ECG_TEMPLATE_MIN) and lead_problem_s == 0.0
     return EcgWindowQuality(
