@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import re
 import signal
 import sys
@@ -23,6 +24,7 @@ from healthhut.firmware_sim.errors import SimError
 from healthhut.firmware_sim.faults import FAULTS, LINKS, Fault, check_faults
 from healthhut.firmware_sim.gatt_devices import DEFAULT_INTERVAL_S, GATT_DEVICES, GattDevice
 from healthhut.firmware_sim.hut import DeviceFeed, GattFeed, HutSimulation, SerialFeed
+from healthhut.firmware_sim.identity import DEFAULT_KIOSK, kiosk, scan
 from healthhut.firmware_sim.links import PtyLink, SerialPortLink
 from healthhut.firmware_sim.links.ble import add_fake_peripheral, fake_bluez, require_bumble
 from healthhut.firmware_sim.links.mqtt import Broker, HutRun, MqttCounters, report_progress, run_hut
@@ -176,13 +178,63 @@ def _add_device_timing(parser: argparse.ArgumentParser) -> None:
     )
 
 
+IDENTITY_EXAMPLES = """\
+examples:
+  hut-sim scan --link /tmp/card-scanner --code 11010519491231002X
+  hut-sim scan --link /tmp/card-scanner --code 110105194912310039 --code 11010519491231002X --interval 30
+  hut-sim session start --resident 11010520240301004X --birth-date 2024-03-01 --sex female
+  hut-sim session start --resident H1234567 --age-band 70-79y --clinical hypercapnic_respiratory_failure
+  hut-sim session show
+  hut-sim session end
+"""
+
+
+def _add_identity_commands(commands: Any, fmt: type[argparse.HelpFormatter]) -> None:
+    scan = commands.add_parser(
+        "scan",
+        help="be a health-card scanner on a pty: type resident codes as a real scanner does",
+        epilog=IDENTITY_EXAMPLES,
+        formatter_class=fmt,
+    )
+    scan.add_argument("--link", type=Path, help="symlink to the pty (the gateway's id-scanner path)")
+    scan.add_argument("--code", action="append", required=True, help="a code to scan (repeat for several)")
+    scan.add_argument("--terminator", choices=["CR", "LF", "CRLF", "ETX"], default="CR")
+    scan.add_argument("--interval", type=float, default=2.0, help="seconds before and between scans (default 2)")
+    scan.add_argument("--hold", type=float, default=2.0, help="seconds to keep the line open after (default 2)")
+    session = commands.add_parser(
+        "session",
+        help="start, end or show a resident session through the gateway's kiosk API",
+        epilog=IDENTITY_EXAMPLES,
+        formatter_class=fmt,
+    )
+    session.add_argument("action", choices=["start", "end", "show"])
+    session.add_argument("--kiosk", default=DEFAULT_KIOSK, help=f"the kiosk API (default {DEFAULT_KIOSK})")
+    session.add_argument("--resident", help="the resident's card or ID number (start)")
+    when = session.add_mutually_exclusive_group()
+    when.add_argument("--birth-date", help="YYYY-MM-DD")
+    when.add_argument("--age-band", help='e.g. "7m", "4y", "70-79y", "80+y"')
+    session.add_argument("--sex", choices=["female", "male", "unknown"], default="unknown")
+    session.add_argument(
+        "--clinical",
+        action="append",
+        default=[],
+        choices=["hypercapnic_respiratory_failure", "pregnancy", "diabetes", "hypertension_treated"],
+        help="a profile flag that changes the alert rules (repeatable)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog="hut-sim",
         description="Health hut device simulator: plays the hut's instruments over a pty, a serial port, BLE, "
         "or straight into MQTT as whole huts.",
-        epilog="Each command has its own --help with examples.\n\n" + LIST_EXAMPLES + "\n" + PLAY_EXAMPLES,
+        epilog="Each command has its own --help with examples.\n\n"
+        + LIST_EXAMPLES
+        + "\n"
+        + PLAY_EXAMPLES
+        + "\n"
+        + IDENTITY_EXAMPLES,
         formatter_class=fmt,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -265,7 +317,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fault_arguments(load)
     _add_mqtt_arguments(load, hut_id=False)
     _add_common_arguments(load, default_duration=60.0)
+    _add_identity_commands(commands, fmt)
     return parser
+
+
+async def session_command(args: argparse.Namespace) -> None:
+    if args.action == "start":
+        if not args.resident:
+            raise ValueError("session start needs --resident")
+        body: dict[str, Any] = {"resident_id": args.resident, "sex": args.sex, "clinical": args.clinical}
+        if args.birth_date:
+            body["birth_date"] = args.birth_date
+        if args.age_band:
+            body["age_band"] = args.age_band
+        reply = await kiosk(args.kiosk, "POST", body)
+        print(f"session {reply['session']} started (age band {reply.get('age_band') or 'unknown'})")
+    elif args.action == "end":
+        reply = await kiosk(args.kiosk, "DELETE")
+        print(f"session {reply['ended']} ended")
+    else:
+        print(json.dumps(await kiosk(args.kiosk, "GET"), ensure_ascii=False, indent=1))
 
 
 # --- settings from the arguments --------------------------------------------------------------------------
@@ -618,6 +689,10 @@ def main(argv: list[str] | None = None) -> int:
             job = play_command(args, device, link, symlink)
         elif args.command == "hut":
             job = hut_command(args)
+        elif args.command == "scan":
+            job = scan(args.link, args.code, args.terminator, args.interval, args.hold)
+        elif args.command == "session":
+            job = session_command(args)
         else:
             job = load_command(args)
     except (KeyError, ValueError) as exc:
