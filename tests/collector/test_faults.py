@@ -40,6 +40,9 @@ from healthhut.protocol import (
 )
 from tests.conftest import eventually
 
+# Minute-long outages and thousands of messages on a shared 2-core machine: beyond the 120 s default.
+pytestmark = pytest.mark.timeout(400)
+
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 OBS_PER_MESSAGE = 2
 
