@@ -98,6 +98,7 @@ async def _run(config_path: Path) -> None:
     from healthhut.collector.deadletters import DeadLetterStore
     from healthhut.collector.ingest import Ingest
     from healthhut.collector.storage import Influx1Writer, make_writer
+    from healthhut.gateway.notify import Notifier, keep_notifying
 
     config = load_config(config_path)
     writer = make_writer(config.storage)
@@ -112,7 +113,22 @@ async def _run(config_path: Path) -> None:
     try:
         async with asyncio.TaskGroup() as group:
             task = group.create_task(ingest.run(), name="ingest")
+            notifier = Notifier.from_environment()
+            notify_task = group.create_task(
+                keep_notifying(
+                    notifier,
+                    problem=lambda: "the ingest loop has stopped" if task.done() else None,
+                    status=lambda: (
+                        f"{'subscribed' if ingest.subscribed.is_set() else 'waiting for the broker'}, "
+                        f"{ingest.stats.messages} message(s) stored, {ingest.stats.dead_letters} dead letter(s)"
+                    ),
+                    ready=ingest.subscribed,
+                ),
+                name="systemd-notify",
+            )
             await stop.wait()
+            notify_task.cancel()
+            notifier.stopping()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

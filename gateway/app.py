@@ -15,6 +15,7 @@ from healthhut.gateway.config import GatewayConfig
 from healthhut.gateway.devices import DeviceSession
 from healthhut.gateway.identity import SessionBook
 from healthhut.gateway.identity.kiosk import KioskApi
+from healthhut.gateway.notify import GatewayLiveness, Notifier, keep_notifying
 from healthhut.gateway.outbox import Outbox, gap_item
 from healthhut.gateway.spool import open_spool
 from healthhut.gateway.state import GatewayState
@@ -95,6 +96,7 @@ class Gateway:
             await self.outbox.event("spool_reset", problem=self.spool_problem)
         if self.kiosk is not None and self.config.identity is not None:
             await self.kiosk.serve(self.config.identity.kiosk_host, self.config.identity.kiosk_port)
+        notifier = Notifier.from_environment()
         async with asyncio.TaskGroup() as group:
             uplink_task = group.create_task(self.uplink.run(), name="uplink")
             central_task = group.create_task(self.central.run(), name="ble-central") if self.central else None
@@ -105,7 +107,20 @@ class Gateway:
                 )
                 for session in self.sessions
             ]
+            liveness = GatewayLiveness(
+                tasks=[uplink_task, *device_tasks, *([central_task] if central_task else [])],
+                uplink=self.uplink.stats,
+                spool=self.spool,
+                devices=self.sessions,
+                # Longer than the uplink's slowest retry (a resend or a refused publish's backoff).
+                stall_after=2 * max(self.config.uplink.store_ack_timeout_s, self.config.uplink.reconnect_max_s),
+            )
+            notify_task = group.create_task(
+                keep_notifying(notifier, problem=liveness.problem, status=liveness.status), name="systemd-notify"
+            )
             await stop.wait()
+            notify_task.cancel()
+            notifier.stopping(f"stopping: sending the {self.spool.depth} item(s) still spooled")
             log.info("stopping: %d item(s) still to send", self.spool.depth)
             for task in device_tasks:
                 task.cancel()
@@ -123,4 +138,5 @@ class Gateway:
         if self.kiosk is not None:
             await self.kiosk.close()
         await self.spool.close()
+        notifier.close()
         log.info("stopped")
