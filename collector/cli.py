@@ -98,7 +98,7 @@ async def _run(config_path: Path) -> None:
     from healthhut.collector.deadletters import DeadLetterStore
     from healthhut.collector.ingest import Ingest
     from healthhut.collector.storage import Influx1Writer, make_writer
-    from healthhut.gateway.notify import Notifier, keep_notifying
+    from healthhut.protocol.sdnotify import Notifier, keep_notifying
 
     config = load_config(config_path)
     writer = make_writer(config.storage)

@@ -15,13 +15,14 @@ from healthhut.gateway.config import GatewayConfig
 from healthhut.gateway.devices import DeviceSession
 from healthhut.gateway.identity import SessionBook
 from healthhut.gateway.identity.kiosk import KioskApi
-from healthhut.gateway.notify import GatewayLiveness, Notifier, keep_notifying
+from healthhut.gateway.notify import GatewayLiveness
 from healthhut.gateway.outbox import Outbox, gap_item
 from healthhut.gateway.spool import open_spool
 from healthhut.gateway.state import GatewayState
 from healthhut.gateway.transports import BleCentral
 from healthhut.gateway.uplink import Uplink
 from healthhut.protocol.pseudonym import PseudonymKey
+from healthhut.protocol.sdnotify import Notifier, keep_notifying
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +59,14 @@ class Gateway:
         self.uplink = Uplink(config, self.state, self.spool)
         self.residents: SessionBook | None = None
         self.kiosk: KioskApi | None = None
+        pseudonyms: PseudonymKey | None = None
         if config.identity is not None:
             self.residents = SessionBook(
                 idle_timeout=timedelta(seconds=config.identity.idle_timeout_s),
                 ambiguity=timedelta(seconds=config.identity.ambiguity_s),
             )
-            self.kiosk = KioskApi(self.residents, PseudonymKey.load(config.identity.key_file))
+            pseudonyms = PseudonymKey.load(config.identity.key_file)
+            self.kiosk = KioskApi(self.residents, pseudonyms)
         self.sessions = [
             DeviceSession(
                 device,
@@ -75,6 +78,7 @@ class Gateway:
                 mains_hz=config.signal.mains_hz,
                 central=self.central,
                 residents=self.residents,
+                pseudonyms=pseudonyms,
             )
             for device in config.device_configs
         ]

@@ -12,7 +12,7 @@ hh_log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
 hh_install_apt() {
     local -A need=([mosquitto]=mosquitto [influxd]=influxdb [victoria-metrics]=victoria-metrics [socat]=socat
-                   [dbus-daemon]=dbus-daemon [cc]=gcc [openssl]=openssl)
+                   [dbus-daemon]=dbus-daemon [cc]=gcc [openssl]=openssl [systemd-analyze]=systemd)
     local missing=() bin
     for bin in "${!need[@]}"; do
         if ! PATH="$PATH:/usr/sbin:/sbin" command -v "$bin" >/dev/null 2>&1; then

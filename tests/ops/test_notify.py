@@ -19,10 +19,11 @@ import pytest
 
 from healthhut.devstack import LocalStack
 from healthhut.devstack.programs import Programs
-from healthhut.gateway.notify import GatewayLiveness, Notifier, keep_notifying, watchdog_interval
+from healthhut.gateway.notify import GatewayLiveness
 from healthhut.gateway.outbox import gap_item
 from healthhut.gateway.spool import MemorySpool, Priority, SpoolItem
 from healthhut.gateway.uplink import UplinkStats
+from healthhut.protocol.sdnotify import Notifier, keep_notifying, watchdog_interval
 
 
 class Listener:
@@ -103,7 +104,7 @@ def test_without_a_usable_socket_nothing_is_sent(caplog: pytest.LogCaptureFixtur
     assert not Notifier.from_environment({}).enabled
     assert not Notifier.from_environment({"NOTIFY_SOCKET": ""}).send("READY=1")
     missing = Notifier(f"{tempfile.gettempdir()}/hh-notify-missing-{uuid.uuid4().hex}")
-    with caplog.at_level(logging.WARNING, logger="healthhut.gateway.notify"):
+    with caplog.at_level(logging.WARNING, logger="healthhut.protocol.sdnotify"):
         assert not Notifier.from_environment({"NOTIFY_SOCKET": "relative/name"}).enabled
         assert not missing.send("WATCHDOG=1")
         assert not missing.send("WATCHDOG=1")
