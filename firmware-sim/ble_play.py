@@ -94,6 +94,7 @@ class BlePlayer:
         """Note a connect or a disconnect; True when the meter's records change with it."""
         was, self._connected = self._connected, state.connected
         if state.connected and not was:
+            self._wake = False
             self.stats.connections += 1
             self._last_sent = elapsed
             self.progress.note(f"{self.device.driver} connected ({self.stats.connections})")
@@ -140,7 +141,9 @@ class BlePlayer:
             wanted = bool(self._stored) or self._wake or not self.device.sleeps
             if wanted and not state.advertising:
                 await self.peripheral.advertise(True)
-            self._wake = False
+                # Only now is the wish met: a link state read as "still advertising" just as the link
+                # fell (the radio stops advertising when a connection forms) must not swallow it.
+                self._wake = False
         elif self.device.sleeps and self.awake > 0 and not self._stored and elapsed - self._last_sent >= self.awake:
             await self.peripheral.drop_link()
 
