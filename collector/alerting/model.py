@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 
-from healthhut.protocol import Kind
+from healthhut.protocol import Kind, Subject
 
 ADULT_FROM_MONTHS = 18 * 12
 # Oldest age a profile may state; a typo of 1200 years must not silently make a subject "adult".
@@ -103,6 +104,26 @@ class SubjectProfile:
             hypercapnic_respiratory_failure=hypercapnic_respiratory_failure,
             on_supplemental_oxygen=on_supplemental_oxygen,
             pregnant=pregnant,
+        )
+
+    @classmethod
+    def from_subject(cls, subject: Subject | None) -> SubjectProfile | None:
+        """The profile a reading's wire subject gives: its age band's lower bound ("7m", "4y", "70-79y",
+        "80+y", as the gateway's sessions write them) and its clinical flags. None when the reading is
+        anonymous or its age is unknown: age-dependent rules must not guess an age."""
+        if subject is None or subject.age_band is None:
+            return None
+        band = re.fullmatch(r"(\d{1,2})(m|y)|(\d{2})(?:-\d{2}|\+)y", subject.age_band)
+        if band is None:
+            return None
+        if band.group(1) is not None:
+            months = int(band.group(1)) * (1 if band.group(2) == "m" else 12)
+        else:
+            months = int(band.group(3)) * 12
+        return cls(
+            min(months, MAX_AGE_MONTHS),
+            hypercapnic_respiratory_failure="hypercapnic_respiratory_failure" in subject.clinical,
+            pregnant="pregnancy" in subject.clinical,
         )
 
     @property
