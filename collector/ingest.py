@@ -421,11 +421,14 @@ class Ingest:
                     deliveries.append(self._prepare_message(taken[-1]))
                     points += len(deliveries[-1].lines)
                 acks = await self.process(deliveries)
+                # Tell the huts their items may leave their spools (the broker's PUBACK to a hut is not
+                # enough: see protocol.wire.StoreAck), concurrently: one broker round trip, not one per hut.
+                # Only then acknowledge the messages: a collector killed in between has its messages
+                # redelivered, stores them again (idempotently) and confirms again, where the other order
+                # would leave stored messages unconfirmed until each hut's own resend timeout.
+                await asyncio.gather(*(client.publish(hut_topic(a.hut_id, "ack"), encode(a), qos=1) for a in acks))
                 for message in taken:
                     acknowledge(client, message)
-                # Tells the huts their items may leave their spools (the broker's PUBACK to a hut is not
-                # enough: see protocol.wire.StoreAck). Concurrently: one broker round trip, not one per hut.
-                await asyncio.gather(*(client.publish(hut_topic(a.hut_id, "ack"), encode(a), qos=1) for a in acks))
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
