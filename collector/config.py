@@ -20,6 +20,10 @@ class MqttConfig(FrozenConfig):
     keepalive: int = Field(default=30, ge=5, le=3600)
     # MQTT 5 Receive Maximum: how many unacknowledged messages the broker may push at once.
     receive_maximum: int = Field(default=64, ge=1, le=65535)
+    # How long the broker keeps this collector's session (its subscription and the messages waiting for
+    # it) while it is disconnected. Longer than any restart; not forever, or a retired collector's
+    # share group would collect every hut's messages on the broker indefinitely.
+    session_expiry_s: int = Field(default=3600, ge=0, le=2**32 - 1)
     tls: TlsConfig | None = None
 
 

@@ -353,7 +353,7 @@ class Ingest:
     def _client(self) -> aiomqtt.Client:
         mqtt = self.config.mqtt
         properties = Properties(PacketTypes.CONNECT)
-        properties.SessionExpiryInterval = 3600
+        properties.SessionExpiryInterval = mqtt.session_expiry_s
         properties.ReceiveMaximum = mqtt.receive_maximum
         client = aiomqtt.Client(
             mqtt.host,

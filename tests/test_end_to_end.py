@@ -38,7 +38,7 @@ def ns(stamp: datetime) -> int:
 def write_configs(tmp: Path, stack: LocalStack, hut: str, db: str) -> tuple[Path, Path]:
     collector = tmp / "collector.toml"
     collector.write_text(
-        f'[mqtt]\nport = {stack.mosquitto.port}\nclient_id = "c-{hut}"\nshare_group = "g{hut}"\n'
+        f'[mqtt]\nport = {stack.mosquitto.port}\nclient_id = "c-{hut}"\nshare_group = "g{hut}"\nsession_expiry_s = 30\n'
         f'[storage]\ntype = "influxdb1"\nurl = "{stack.influxd.url}"\ndatabase = "{db}"\n'
         f'[dead_letters]\npath = "{tmp / "dead.sqlite"}"\n'
     )

@@ -34,7 +34,7 @@ async def test_the_raw_identifier_is_nowhere_but_its_pseudonym_is_on_the_session
     pseudonym = PseudonymKey.load(key_file).pseudonym(RESIDENT)
     kiosk_port = free_port()
     (tmp_path / "collector.toml").write_text(
-        f'[mqtt]\nport = {stack.mosquitto.port}\nclient_id = "c-{hut}"\nshare_group = "g{hut}"\n'
+        f'[mqtt]\nport = {stack.mosquitto.port}\nclient_id = "c-{hut}"\nshare_group = "g{hut}"\nsession_expiry_s = 30\n'
         f'[storage]\ntype = "influxdb1"\nurl = "{stack.influxd.url}"\ndatabase = "{db}"\n'
         f'[dead_letters]\npath = "{tmp_path / "dead.sqlite"}"\n'
     )

@@ -81,6 +81,7 @@ port = {mosquitto_port}
 client_id = "{name}"
 share_group = "g{db}"
 keepalive = 5
+session_expiry_s = 30
 [storage]
 type = "influxdb1"
 url = "{influx_url}"

@@ -67,6 +67,9 @@ def collector_config(stack: LocalStack, tmp_path: Path, unique: str, storage: di
                 "port": stack.mosquitto.port,
                 "client_id": f"col-{unique}",
                 "share_group": f"g{unique}",
+                # The broker is shared by the whole session: a finished test's group must not keep
+                # collecting other tests' messages.
+                "session_expiry_s": 10,
             },
             "storage": storage,
             "dead_letters": {"path": str(tmp_path / "dead.sqlite")},

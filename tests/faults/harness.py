@@ -62,6 +62,7 @@ class Hut:
         self.collector_config = root / "collector.toml"
         self.collector_config.write_text(
             f'[mqtt]\nport = {stack.mosquitto.port}\nclient_id = "c-{hut}"\nshare_group = "g{hut}"\n'
+            "session_expiry_s = 30\n"
             f'[storage]\ntype = "influxdb1"\nurl = "{stack.influxd.url}"\ndatabase = "{self.db}"\n'
             f'[dead_letters]\npath = "{root / "dead.sqlite"}"\n'
         )

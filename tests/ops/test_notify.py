@@ -230,6 +230,7 @@ def write_configs(tmp: Path, stack: LocalStack, unique: str) -> tuple[Path, Path
     collector = tmp / "collector.toml"
     collector.write_text(
         f'[mqtt]\nport = {stack.mosquitto.port}\nclient_id = "c-{unique}"\nshare_group = "g{unique}"\n'
+        "session_expiry_s = 30\n"
         f'[storage]\ntype = "influxdb1"\nurl = "{stack.influxd.url}"\ndatabase = "notify_{unique}"\n'
         f'[dead_letters]\npath = "{tmp / "dead.sqlite"}"\n'
     )
