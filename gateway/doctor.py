@@ -1,0 +1,192 @@
+"""``hut-gateway doctor``: a technician's pass/fail check of everything the gateway depends on.
+
+Each check says, in plain words, what it looked at and what to do when it fails. A FAIL stops the
+gateway from doing its job; a WARN degrades it (readings still flow, but flagged or at risk). The
+report never shows a health value, a resident identifier or a key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import aiomqtt
+
+from healthhut.gateway.clock import kernel_clock_synchronised
+from healthhut.gateway.config import GatewayConfig
+from healthhut.protocol.pseudonym import PseudonymKey, PseudonymKeyError
+
+Verdict = Literal["PASS", "WARN", "FAIL"]
+# Below this much free space the spool cannot take a morning's readings.
+MIN_FREE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    verdict: Verdict
+    check: str
+    detail: str
+
+
+def _state_dir(config: GatewayConfig) -> Finding:
+    folder = config.state_dir
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".doctor-{os.getpid()}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        return Finding("FAIL", "state folder", f"{folder}: cannot write ({exc.strerror}); fix its owner or mode")
+    return Finding("PASS", "state folder", f"{folder} is writable")
+
+
+def _disk(config: GatewayConfig) -> Finding:
+    folder = config.spool_path.parent if config.spool_path.parent.exists() else config.state_dir
+    try:
+        stats = os.statvfs(folder)
+    except OSError as exc:
+        return Finding("FAIL", "free disk", f"{folder}: {exc.strerror}")
+    free = stats.f_bavail * stats.f_frsize
+    quota = int(config.spool.quota_mb * 1024 * 1024)
+    text = f"{free / 2**20:.0f} MiB free at {folder}; spool quota {quota / 2**20:.0f} MiB"
+    if free < MIN_FREE_BYTES:
+        return Finding("FAIL", "free disk", f"{text}: too little to keep readings; free some space")
+    if free < quota:
+        return Finding("WARN", "free disk", f"{text}: the spool will evict waveforms before reaching its quota")
+    return Finding("PASS", "free disk", text)
+
+
+def _spool(config: GatewayConfig) -> Finding:
+    path = config.spool_path
+    if not path.exists():
+        return Finding("PASS", "spool", f"{path} does not exist yet; it is created at start")
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            result = db.execute("PRAGMA quick_check").fetchone()
+            depth, size = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM items").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        return Finding("FAIL", "spool", f"{path}: {exc}; the gateway will move it aside and start a new one")
+    if not result or result[0] != "ok":
+        problem = result[0] if result else "no answer"
+        return Finding("FAIL", "spool", f"{path} is damaged ({problem}); the gateway will move it aside")
+    age = time.time() - path.stat().st_mtime
+    waiting = f"{depth} item(s), {size / 2**20:.1f} MiB waiting to be sent" if depth else "empty"
+    detail = f"{path}: sound, {waiting}"
+    if depth and age > 3600:
+        return Finding("WARN", "spool", f"{detail}; nothing written for {age / 3600:.0f} h: is the gateway running?")
+    return Finding("PASS", "spool", detail)
+
+
+def _clock() -> Finding:
+    synced = kernel_clock_synchronised()
+    if synced is None:
+        return Finding("WARN", "clock", "cannot ask the kernel whether the clock is synchronised")
+    if not synced:
+        return Finding(
+            "WARN",
+            "clock",
+            "the clock is not NTP-synchronised: readings are flagged clock_unverified; check network time "
+            "(timedatectl status)",
+        )
+    return Finding("PASS", "clock", "NTP-synchronised")
+
+
+def _identity(config: GatewayConfig) -> Finding | None:
+    if config.identity is None:
+        return None
+    try:
+        PseudonymKey.load(config.identity.key_file)
+    except PseudonymKeyError as exc:
+        return Finding("FAIL", "pseudonym key", str(exc))
+    return Finding("PASS", "pseudonym key", f"{config.identity.key_file} is readable by its owner only")
+
+
+def _serial(config: GatewayConfig) -> list[Finding]:
+    findings = []
+    for device in config.device_configs:
+        path = getattr(device, "path", None)
+        if not isinstance(path, str):
+            continue
+        name = f"device {device.name}"
+        if not os.path.exists(path):
+            findings.append(Finding("FAIL", name, f"{path} does not exist: is the {device.driver} plugged in?"))
+            continue
+        try:
+            descriptor = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        except OSError as exc:
+            hint = "; the gateway's user needs the dialout group" if exc.errno == 13 else ""
+            findings.append(Finding("FAIL", name, f"{path}: cannot open ({exc.strerror}){hint}"))
+            continue
+        os.close(descriptor)
+        findings.append(Finding("PASS", name, f"{path} opens"))
+    return findings
+
+
+async def _bluetooth(config: GatewayConfig) -> Finding | None:
+    from healthhut.drivers import get_driver
+
+    if not any(get_driver(device.driver).transport == "ble" for device in config.device_configs):
+        return None
+    from bleak import BleakAdapter
+
+    try:
+        await asyncio.wait_for(BleakAdapter.get(), 10)
+    except Exception as exc:  # noqa: BLE001 - bleak, dbus-fast and the socket each raise their own
+        text = str(exc) or type(exc).__name__
+        return Finding("FAIL", "bluetooth", f"no usable adapter ({text}); check bluetoothd and the adapter")
+    return Finding("PASS", "bluetooth", "a Bluetooth adapter is available through BlueZ")
+
+
+async def _broker(config: GatewayConfig) -> Finding:
+    mqtt = config.mqtt
+    where = f"{mqtt.host}:{mqtt.port}" + (" over TLS" if mqtt.tls else "")
+    try:
+        tls = mqtt.tls.ssl_context() if mqtt.tls else None
+        async with aiomqtt.Client(
+            mqtt.host,
+            mqtt.port,
+            identifier=f"doctor-{config.hut_id}-{os.getpid()}",
+            username=mqtt.username,
+            password=mqtt.password,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            tls_context=tls,
+            timeout=5,
+        ):
+            pass
+    except (aiomqtt.MqttError, OSError, ValueError) as exc:
+        return Finding(
+            "FAIL", "broker", f"cannot connect to {where}: {exc}; check the address, network and certificates"
+        )
+    return Finding("PASS", "broker", f"connected to {where}")
+
+
+async def examine(config: GatewayConfig) -> list[Finding]:
+    findings = [_state_dir(config), _disk(config), _spool(config), _clock()]
+    optional: list[Finding | None] = [_identity(config)]
+    findings += [f for f in optional if f is not None]
+    findings += _serial(config)
+    checks: list[Callable[[GatewayConfig], Awaitable[Finding | None]]] = [_bluetooth, _broker]
+    for check in checks:
+        finding = await check(config)
+        if finding is not None:
+            findings.append(finding)
+    return findings
+
+
+def report(config_path: Path, findings: list[Finding]) -> str:
+    width = max(len(f.check) for f in findings)
+    lines = [f"hut-gateway doctor: {config_path}"]
+    lines += [f"  {f.verdict:4}  {f.check:<{width}}  {f.detail}" for f in findings]
+    failed = sum(f.verdict == "FAIL" for f in findings)
+    warned = sum(f.verdict == "WARN" for f in findings)
+    lines.append(f"{failed} failure(s), {warned} warning(s)" if failed or warned else "all checks passed")
+    return "\n".join(lines)
