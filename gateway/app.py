@@ -19,6 +19,7 @@ from healthhut.gateway.notify import GatewayLiveness
 from healthhut.gateway.outbox import Outbox, gap_item
 from healthhut.gateway.spool import open_spool
 from healthhut.gateway.state import GatewayState
+from healthhut.gateway.status import keep_writing
 from healthhut.gateway.transports import BleCentral
 from healthhut.gateway.uplink import Uplink
 from healthhut.protocol.pseudonym import PseudonymKey
@@ -119,11 +120,23 @@ class Gateway:
                 # Longer than the uplink's slowest retry (a resend or a refused publish's backoff).
                 stall_after=2 * max(self.config.uplink.store_ack_timeout_s, self.config.uplink.reconnect_max_s),
             )
+            status_task = group.create_task(
+                keep_writing(
+                    self.config.state_dir,
+                    self.config.hut_id,
+                    self.state.boot_id,
+                    self.sessions,
+                    self.spool,
+                    self.uplink.stats,
+                ),
+                name="status-file",
+            )
             notify_task = group.create_task(
                 keep_notifying(notifier, problem=liveness.problem, status=liveness.status), name="systemd-notify"
             )
             await stop.wait()
             notify_task.cancel()
+            status_task.cancel()
             notifier.stopping(f"stopping: sending the {self.spool.depth} item(s) still spooled")
             log.info("stopping: %d item(s) still to send", self.spool.depth)
             for task in device_tasks:

@@ -15,6 +15,7 @@ examples:
   hut-gateway run --config /etc/healthhut/gateway.toml
   hut-gateway check-config /etc/healthhut/gateway.toml
   hut-gateway doctor --config /etc/healthhut/gateway.toml
+  hut-gateway status --config /etc/healthhut/gateway.toml
   hut-gateway run --config gateway.toml --log-format json --log-level debug
 
 The example config, with every key explained, is gateway/gateway.example.toml.
@@ -43,7 +44,37 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     doctor.add_argument("--config", "-c", type=Path, required=True, help="gateway TOML config")
+    status = commands.add_parser(
+        "status",
+        help="what the running gateway reports: devices, spool, broker; exit 1 if it is not running or offline",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    status.add_argument("--config", "-c", type=Path, required=True, help="gateway TOML config")
+    status.add_argument("--json", action="store_true", help="print the status file as it is")
     return parser
+
+
+def _status(state_dir: Path, as_json: bool) -> int:
+    import json
+
+    from healthhut.gateway.status import FILE_NAME, render
+
+    path = state_dir / FILE_NAME
+    try:
+        status = json.loads(path.read_text())
+    except FileNotFoundError:
+        print(f"hut-gateway: no status at {path}: the gateway has not run with this state folder", file=sys.stderr)
+        return EXIT_FAILURE
+    except (OSError, ValueError) as exc:
+        print(f"hut-gateway: cannot read {path}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    if as_json:
+        print(json.dumps(status, indent=1))
+        return EXIT_OK
+    text, healthy = render(status)
+    print(text)
+    return EXIT_OK if healthy else EXIT_FAILURE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +85,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         config = load_config(args.config)
-        if config.identity is not None and args.command != "doctor":  # the doctor reports it with the rest
+        if config.identity is not None and args.command not in (
+            "doctor",
+            "status",
+        ):  # the doctor reports it with the rest
             PseudonymKey.load(config.identity.key_file)
     except (ConfigError, PseudonymKeyError) as exc:
         print(f"hut-gateway: config error: {exc}", file=sys.stderr)
@@ -62,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         print(f"{args.config}: OK (hut {config.hut_id}, {len(config.device_configs)} device(s))")
         return EXIT_OK
+    if args.command == "status":
+        return _status(config.state_dir, args.json)
     if args.command == "doctor":
         from healthhut.gateway.doctor import examine, report
 

@@ -103,6 +103,9 @@ class Spool(Protocol):
     async def wait_for_items(self) -> None:
         """Return once there is something unleased."""
 
+    async def oldest(self) -> SpoolItem | None:
+        """The item waiting longest, leased or not (for status reports), or None when empty."""
+
     async def close(self) -> None: ...
 
 

@@ -95,6 +95,9 @@ class MemorySpool:
         if self._rows:
             self._ready.set()
 
+    async def oldest(self) -> SpoolItem | None:
+        return self._rows[min(self._rows)] if self._rows else None
+
     @property
     def depth(self) -> int:
         return len(self._rows)

@@ -361,6 +361,13 @@ class SqliteSpool:
     def size_bytes(self) -> int:
         return self._size
 
+    async def oldest(self) -> SpoolItem | None:
+        def first() -> SpoolItem | None:
+            row = self._db.execute("SELECT channel, priority, key, body FROM items ORDER BY rowid LIMIT 1").fetchone()
+            return None if row is None else SpoolItem(row[0], Priority(row[1]), row[2], bytes(row[3]))
+
+        return await self._run(first)
+
     async def wait_for_items(self) -> None:
         while self._depth <= len(self._leased):
             self._ready.clear()

@@ -76,12 +76,15 @@ async def test_items_leave_in_order_and_only_when_acked(make_spool: Callable[[in
     second = await spool.lease("obs", 10, 10**6)
     assert [s.item.key for s in second.items] == ["obs-2", "obs-3", "obs-4"]
     assert (await spool.lease("obs", 10, 10**6)).items == ()
+    assert await spool.oldest() == item(0)  # leased items still count as waiting
     await spool.release(first)  # not delivered: offered again, in its old place
     again = await spool.lease("obs", 10, 10**6)
     assert [s.item for s in again.items] == [item(0), item(1)]
     await spool.ack(again)
+    assert await spool.oldest() == item(2)
     await spool.ack(second)
     assert spool.depth == 0 and spool.size_bytes == 0
+    assert await spool.oldest() is None
 
 
 async def test_lease_respects_byte_budget_but_always_moves(make_spool: Callable[[int], Spool]) -> None:
