@@ -66,8 +66,9 @@ def parse_payload(payload: bytes) -> HealthyPiFrame:
     return HealthyPiFrame(*PAYLOAD.unpack(payload))
 
 
-def parse_packet(data: bytes) -> HealthyPiFrame:
-    """Decode one whole packet. DecodeError says which part breaks it."""
+def openview_payload(data: bytes, board: str, payload_len: int) -> bytes:
+    """The payload of one whole OpenView data packet of ``board``; DecodeError says which part breaks it.
+    Both HealthyPi generations frame their data the same way and differ only in the payload."""
     if len(data) < HEADER_LEN + TRAILER_LEN:
         raise DecodeError(f"an OpenView packet is at least {HEADER_LEN + TRAILER_LEN} bytes, not {len(data)}")
     if data[:2] != START:
@@ -78,10 +79,15 @@ def parse_packet(data: bytes) -> HealthyPiFrame:
     if data[-2:] != STOP:
         raise DecodeError(f"an OpenView packet ends with 00 0b, not {data[-2:].hex(' ')}")
     if data[4] != TYPE_DATA:
-        raise DecodeError(f"packet type 0x{data[4]:02x} is not the data packet (0x02) this firmware sends")
-    if length != PAYLOAD_LEN:
-        raise DecodeError(f"a HealthyPi v4 data packet has {PAYLOAD_LEN} payload bytes, not {length}")
-    return parse_payload(data[HEADER_LEN:-TRAILER_LEN])
+        raise DecodeError(f"packet type 0x{data[4]:02x} is not the data packet (0x02) the {board} firmware sends")
+    if length != payload_len:
+        raise DecodeError(f"a {board} data packet has {payload_len} payload bytes, not {length}")
+    return data[HEADER_LEN:-TRAILER_LEN]
+
+
+def parse_packet(data: bytes) -> HealthyPiFrame:
+    """Decode one whole packet. DecodeError says which part breaks it."""
+    return parse_payload(openview_payload(data, "HealthyPi v4", PAYLOAD_LEN))
 
 
 def fit_int16(values: list[int]) -> tuple[tuple[int, ...], float, float]:

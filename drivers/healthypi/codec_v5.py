@@ -10,12 +10,11 @@ from typing import Literal
 from healthhut.drivers.base import DecodeError
 from healthhut.drivers.healthypi.codec import (
     HEADER_LEN,
-    START,
-    STOP,
     TRAILER_LEN,
     TYPE_DATA,
     OpenViewStream,
     fit_int16,
+    openview_payload,
 )
 from healthhut.protocol import Kind, Quantity, Reading, Strip
 
@@ -71,20 +70,7 @@ def parse_payload(payload: bytes) -> HealthyPi5Frame:
 
 def parse_packet(data: bytes) -> HealthyPi5Frame:
     """Decode one whole HealthyPi 5 packet. DecodeError says which part breaks it."""
-    if len(data) < HEADER_LEN + TRAILER_LEN:
-        raise DecodeError(f"an OpenView packet is at least {HEADER_LEN + TRAILER_LEN} bytes, not {len(data)}")
-    if data[:2] != START:
-        raise DecodeError(f"an OpenView packet starts with 0a fa, not {data[:2].hex(' ')}")
-    length = data[2] | data[3] << 8
-    if len(data) != HEADER_LEN + length + TRAILER_LEN:
-        raise DecodeError(f"the header says {length} payload bytes, so {length + 7} in all, not {len(data)}")
-    if data[-2:] != STOP:
-        raise DecodeError(f"an OpenView packet ends with 00 0b, not {data[-2:].hex(' ')}")
-    if data[4] != TYPE_DATA:
-        raise DecodeError(f"packet type 0x{data[4]:02x} is not the data packet (0x02) this decoder reads")
-    if length != PAYLOAD_LEN:
-        raise DecodeError(f"a HealthyPi 5 data packet has {PAYLOAD_LEN} payload bytes, not {length}")
-    return parse_payload(data[HEADER_LEN:-TRAILER_LEN])
+    return parse_payload(openview_payload(data, "HealthyPi 5", PAYLOAD_LEN))
 
 
 def fit_int16_scaled(values: list[int]) -> tuple[tuple[int, ...], int]:
