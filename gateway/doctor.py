@@ -20,6 +20,7 @@ import aiomqtt
 
 from healthhut.gateway.clock import kernel_clock_synchronised
 from healthhut.gateway.config import GatewayConfig
+from healthhut.gateway.spool.sqlite import check_database
 from healthhut.protocol.pseudonym import PseudonymKey, PseudonymKeyError
 
 Verdict = Literal["PASS", "WARN", "FAIL"]
@@ -66,18 +67,17 @@ def _spool(config: GatewayConfig) -> Finding:
     path = config.spool_path
     if not path.exists():
         return Finding("PASS", "spool", f"{path} does not exist yet; it is created at start")
+    problem = check_database(path)  # what the gateway itself checks at start
+    if problem is not None:
+        return Finding("FAIL", "spool", f"{path} is damaged ({problem}); the gateway will move it aside")
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
-            result = db.execute("PRAGMA quick_check").fetchone()
             depth, size = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM items").fetchone()
         finally:
             db.close()
     except sqlite3.Error as exc:
         return Finding("FAIL", "spool", f"{path}: {exc}; the gateway will move it aside and start a new one")
-    if not result or result[0] != "ok":
-        problem = result[0] if result else "no answer"
-        return Finding("FAIL", "spool", f"{path} is damaged ({problem}); the gateway will move it aside")
     age = time.time() - path.stat().st_mtime
     waiting = f"{depth} item(s), {size / 2**20:.1f} MiB waiting to be sent" if depth else "empty"
     detail = f"{path}: sound, {waiting}"

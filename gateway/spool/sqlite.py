@@ -384,7 +384,7 @@ class SqliteSpool:
         await asyncio.to_thread(self._thread.join)
 
 
-def _check(path: Path) -> str | None:
+def check_database(path: Path) -> str | None:
     """None if the database at ``path`` is sound, else what is wrong with it."""
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -402,7 +402,7 @@ def open_spool(path: Path, quota_bytes: int, gap_item: GapItemFactory) -> tuple[
     """Open (or create) the spool. A corrupt database is moved aside and a fresh one started; the second
     value then says what was wrong and where the old file went, for the caller to report upstream."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    problem = _check(path) if path.exists() else None
+    problem = check_database(path) if path.exists() else None
     if problem is not None:
         aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
         for suffix in ("", "-wal", "-shm"):
