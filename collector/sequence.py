@@ -18,10 +18,11 @@ messages, keep one ledger between them by pointing at the same file.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -100,20 +101,25 @@ class SequenceLedger:
             return []
         now = time.time() if now is None else now
         found: dict[tuple[str, EventKind], list[int]] = {}
+        with self._transaction():
+            for arrival in arrivals:
+                kind = self._record_one(arrival, now)
+                if kind is not None:
+                    found.setdefault((arrival.hut_id, kind), []).append(arrival.seq)
+            return self._events_from(found, now)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction, taken at once (BEGIN IMMEDIATE) so that processes sharing the file wait
+        their turn instead of failing half-way."""
         with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
+            self._db.execute("BEGIN IMMEDIATE")
             try:
-                for arrival in arrivals:
-                    kind = self._record_one(arrival, now)
-                    if kind is not None:
-                        found.setdefault((arrival.hut_id, kind), []).append(arrival.seq)
-                events = self._events_from(found, now)
-                db.execute("COMMIT")
+                yield
             except BaseException:
-                db.execute("ROLLBACK")
+                self._db.execute("ROLLBACK")
                 raise
-        return events
+            self._db.execute("COMMIT")
 
     def _record_one(self, arrival: Arrival, now: float) -> EventKind | None:
         db = self._db
@@ -175,33 +181,26 @@ class SequenceLedger:
             for (hut, kind), numbers in found.items()
             for first, last in _runs(numbers)
         ]
+        self._store_events(events)
+        return events
+
+    def _store_events(self, events: list[SequenceEvent]) -> None:
         self._db.executemany(
             "INSERT INTO events (at, hut, event, first, last, count) VALUES (?, ?, ?, ?, ?, ?)",
             [(e.at.isoformat(), e.hut_id, e.event, e.first, e.last, e.count) for e in events],
         )
-        return events
 
     # -- gaps --------------------------------------------------------------------------------------
     def sweep(self, now: float | None = None) -> list[SequenceEvent]:
         """Report holes that stayed open ``grace_s`` after a later number arrived, and move past them."""
         now = time.time() if now is None else now
         gaps: list[SequenceEvent] = []
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                at = datetime.fromtimestamp(now, UTC)
-                rows = db.execute("SELECT hut, low FROM huts WHERE settles_at <= ?", (now,)).fetchall()
-                for hut, low in rows:
-                    gaps.extend(self._sweep_hut(hut, int(low), now, at))
-                db.executemany(
-                    "INSERT INTO events (at, hut, event, first, last, count) VALUES (?, ?, ?, ?, ?, ?)",
-                    [(g.at.isoformat(), g.hut_id, g.event, g.first, g.last, g.count) for g in gaps],
-                )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with self._transaction():
+            at = datetime.fromtimestamp(now, UTC)
+            rows = self._db.execute("SELECT hut, low FROM huts WHERE settles_at <= ?", (now,)).fetchall()
+            for hut, low in rows:
+                gaps.extend(self._sweep_hut(hut, int(low), now, at))
+            self._store_events(gaps)
         return gaps
 
     def _sweep_hut(self, hut: str, low: int, now: float, at: datetime) -> list[SequenceEvent]:
