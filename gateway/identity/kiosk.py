@@ -109,9 +109,7 @@ class KioskApi:
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else port
+        self.port = int(self._runner.addresses[0][1])  # the port bound, when 0 asked for a free one
         log.info("kiosk API on http://%s:%d/v1/session", host, self.port)
 
     async def close(self) -> None:
