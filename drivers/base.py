@@ -51,6 +51,8 @@ class IdentityDecoder(Protocol):
     the gateway turns into pseudonyms at once. Garbage is counted, never raised."""
 
     frame_errors: int
+    # What the latest frame errors were, in words that never quote what was read (for the kiosk).
+    errors: list[str]
 
     def feed(self, data: bytes) -> list[str]: ...
 

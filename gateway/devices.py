@@ -235,8 +235,7 @@ class DeviceSession:
             errors = decoder.frame_errors
             codes = decoder.feed(data)
             if decoder.frame_errors != errors and self.residents is not None:
-                reasons = getattr(decoder, "errors", [])
-                what = reasons[-1] if reasons else "an unreadable scan"
+                what = decoder.errors[-1] if decoder.errors else "an unreadable scan"
                 self.residents.problem(f"{self.config.name}: {what}; please scan again")
             for code in codes:
                 self._start_session(code)
