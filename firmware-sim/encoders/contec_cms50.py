@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from dataclasses import asdict
 from types import MappingProxyType
 
 from healthhut.drivers.contec_cms50.codec import (
@@ -16,6 +15,7 @@ from healthhut.drivers.contec_cms50.codec import (
     SYNC_BIT,
     Cms50Frame,
 )
+from healthhut.firmware_sim.encoders.overrides import FrameOverrides
 from healthhut.firmware_sim.signals import PpgGenerator, Rhythm
 
 # SAMPLE_RATE_HZ is re-exported: it is the stream's frame rate, which players pace themselves by.
@@ -88,8 +88,7 @@ class Cms50Stream:
         self._ppg = PpgGenerator(
             SAMPLE_RATE_HZ, _clamp(pulse_rate, PULSE_RATE_VALID), self._rng, rhythm=rhythm, pause_every=pause_every
         )
-        self._override: Mapping[str, int] = {}
-        self._override_frames = 0
+        self._overrides = FrameOverrides(FIELD_MAX, "numeric frame field")
         self.spo2 = spo2
         self.pulse_rate = pulse_rate
         self._finger_in = True
@@ -137,22 +136,13 @@ class Cms50Stream:
     def override(self, frames: int, fields: Mapping[str, int]) -> None:
         """Send ``fields`` (frame field names to raw values, sentinels and out-of-range values included) in
         the next ``frames`` frames, in place of what the stream would send."""
-        unknown = set(fields) - set(FIELD_MAX)
-        if unknown:
-            raise ValueError(f"no numeric frame field {', '.join(sorted(unknown))}")
-        self._override, self._override_frames = dict(fields), frames
+        self._overrides.set(frames, fields)
 
     def frames(self, n: int) -> bytes:
         """The next ``n`` frames of the stream, encoded."""
         if n < 0:
             raise ValueError(f"cannot produce {n} frames")
-        return b"".join(encode_frame(self._overridden(self._next_frame())) for _ in range(n))
-
-    def _overridden(self, frame: Cms50Frame) -> Cms50Frame:
-        if self._override_frames <= 0:
-            return frame
-        self._override_frames -= 1
-        return Cms50Frame(**{**asdict(frame), **self._override})
+        return b"".join(encode_frame(self._overrides.apply(self._next_frame())) for _ in range(n))
 
     def _refresh_numerics(self) -> None:
         self._shown_spo2 = _clamp(self._spo2 + self._rng.randint(-1, 1), SPO2_VALID)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from dataclasses import asdict
 from types import MappingProxyType
 
 from healthhut.drivers.contec_cms50.codec import PULSE_RATE_VALID, SAMPLE_RATE_HZ, SPO2_VALID
 from healthhut.drivers.contec_cms50.codec_v2 import PI_UNAVAILABLE, Cms50V2Frame
+from healthhut.firmware_sim.encoders.overrides import FrameOverrides
 from healthhut.firmware_sim.signals import PpgGenerator, Rhythm
 
 __all__ = [
@@ -145,8 +145,7 @@ class Cms50V2Stream:
         self._ppg = PpgGenerator(
             SAMPLE_RATE_HZ, _clamp(pulse_rate, PULSE_RATE_VALID), self._rng, rhythm=rhythm, pause_every=pause_every
         )
-        self._override: Mapping[str, int] = {}
-        self._override_frames = 0
+        self._overrides = FrameOverrides(FIELD_MAX, "numeric frame field")
         self.spo2 = spo2
         self.pulse_rate = pulse_rate
         self._commands = HostCommandReader()
@@ -212,10 +211,7 @@ class Cms50V2Stream:
 
     def override(self, frames: int, fields: Mapping[str, int]) -> None:
         """Send ``fields`` (frame field names to raw values) in the next ``frames`` frame periods."""
-        unknown = set(fields) - set(FIELD_MAX)
-        if unknown:
-            raise ValueError(f"no numeric frame field {', '.join(sorted(unknown))}")
-        self._override, self._override_frames = dict(fields), frames
+        self._overrides.set(frames, fields)
 
     def frames(self, n: int) -> bytes:
         """The next ``n`` frame periods: their packets while streaming, nothing while not."""
@@ -223,10 +219,7 @@ class Cms50V2Stream:
             raise ValueError(f"cannot produce {n} frames")
         out = bytearray()
         for _ in range(n):
-            frame = self._next_frame()
-            if self._override_frames > 0:
-                self._override_frames -= 1
-                frame = Cms50V2Frame(**{**asdict(frame), **self._override})
+            frame = self._overrides.apply(self._next_frame())
             if self._streaming:
                 out += encode_realtime(frame)
                 self._since_host += 1

@@ -11,10 +11,10 @@ import math
 import random
 import struct
 from collections.abc import Mapping
-from dataclasses import replace
 from types import MappingProxyType
 
 from healthhut.drivers.healthypi.codec import ECG_UV_PER_COUNT, SAMPLE_RATE_HZ, HealthyPiFrame
+from healthhut.firmware_sim.encoders.overrides import FrameOverrides
 from healthhut.firmware_sim.signals import EcgGenerator, PpgGenerator, Rhythm
 
 __all__ = ["LEADS_OFF_STATUS", "SAMPLE_RATE_HZ", "HealthyPiStream", "encode_packet"]
@@ -122,8 +122,7 @@ class HealthyPiStream:
         self.temperature = temperature
         self._ecg = EcgGenerator(SAMPLE_RATE_HZ, heart_rate, self._rng, rhythm=rhythm, pause_every=pause_every)
         self._ppg = PpgGenerator(SAMPLE_RATE_HZ, heart_rate, self._rng, rhythm=rhythm, pause_every=pause_every)
-        self._override: Mapping[str, int] = {}
-        self._override_frames = 0
+        self._overrides = FrameOverrides(FIELD_RANGES, "packet field")
         self._leads_on = True
         self._packet_index = 0
         self._breath_phase = 0.0
@@ -150,22 +149,13 @@ class HealthyPiStream:
 
     def override(self, frames: int, fields: Mapping[str, int]) -> None:
         """Send ``fields`` (packet field names to raw values) in the next ``frames`` packets."""
-        unknown = set(fields) - set(FIELD_RANGES)
-        if unknown:
-            raise ValueError(f"no packet field {', '.join(sorted(unknown))}")
-        self._override, self._override_frames = dict(fields), frames
+        self._overrides.set(frames, fields)
 
     def frames(self, n: int) -> bytes:
         """The next ``n`` packets, encoded."""
         if n < 0:
             raise ValueError(f"cannot produce {n} frames")
-        return b"".join(encode_packet(self._overridden(self._next_frame())) for _ in range(n))
-
-    def _overridden(self, frame: HealthyPiFrame) -> HealthyPiFrame:
-        if self._override_frames <= 0:
-            return frame
-        self._override_frames -= 1
-        return replace(frame, **self._override)
+        return b"".join(encode_packet(self._overrides.apply(self._next_frame())) for _ in range(n))
 
     def _next_frame(self) -> HealthyPiFrame:
         self._packet_index += 1

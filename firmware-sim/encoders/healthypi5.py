@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping
-from dataclasses import replace
 from types import MappingProxyType
 
 from healthhut.drivers.healthypi.codec import START, STOP, TYPE_DATA
@@ -24,6 +23,7 @@ from healthhut.drivers.healthypi.codec_v5 import (
     ecg_uv_per_count,
 )
 from healthhut.firmware_sim.encoders.healthypi import IR_DC, IR_PERFUSION, PPG_NOISE, RED_DC, ratio_of_ratios
+from healthhut.firmware_sim.encoders.overrides import FrameOverrides
 from healthhut.firmware_sim.signals import EcgGenerator, PpgGenerator, Rhythm
 
 __all__ = ["FIELD_RANGES", "SAMPLE_RATE_HZ", "HealthyPi5Stream", "encode_packet"]
@@ -112,8 +112,7 @@ class HealthyPi5Stream:
         self.uv_per_count = ecg_uv_per_count(ecg_gain)
         self._ecg = EcgGenerator(SAMPLE_RATE_HZ, heart_rate, self._rng, rhythm=rhythm, pause_every=pause_every)
         self._ppg = PpgGenerator(SAMPLE_RATE_HZ, heart_rate, self._rng, rhythm=rhythm, pause_every=pause_every)
-        self._override: Mapping[str, int] = {}
-        self._override_frames = 0
+        self._overrides = FrameOverrides(FIELD_RANGES, "packet field")
         self._packet_index = 0
         self._breath_phase = 0.0
         self._breaths = 0
@@ -126,22 +125,13 @@ class HealthyPi5Stream:
 
     def override(self, frames: int, fields: Mapping[str, int]) -> None:
         """Send ``fields`` (packet field names to raw values) in the next ``frames`` packets."""
-        unknown = set(fields) - set(FIELD_RANGES)
-        if unknown:
-            raise ValueError(f"no packet field {', '.join(sorted(unknown))}")
-        self._override, self._override_frames = dict(fields), frames
+        self._overrides.set(frames, fields)
 
     def frames(self, n: int) -> bytes:
         """The next ``n`` packets, encoded."""
         if n < 0:
             raise ValueError(f"cannot produce {n} frames")
-        return b"".join(encode_packet(self._overridden(self._next_frame())) for _ in range(n))
-
-    def _overridden(self, frame: HealthyPi5Frame) -> HealthyPi5Frame:
-        if self._override_frames <= 0:
-            return frame
-        self._override_frames -= 1
-        return replace(frame, **self._override)
+        return b"".join(encode_packet(self._overrides.apply(self._next_frame())) for _ in range(n))
 
     def _next_frame(self) -> HealthyPi5Frame:
         self._packet_index += 1
