@@ -40,8 +40,15 @@ def ns(stamp: datetime) -> int:
 def series(measurement: str, tags: dict[str, str]) -> str:
     """The measurement and tag set, tags sorted by key as InfluxDB stores them (empty tags dropped)."""
     parts = [measurement.translate(_MEASUREMENT)]
-    parts.extend(f"{key.translate(_KEY)}={value.translate(_KEY)}" for key, value in sorted(tags.items()) if value)
+    parts.extend(f"{key.translate(_KEY)}={_tag_value(value)}" for key, value in sorted(tags.items()) if value)
     return ",".join(parts)
+
+
+def _tag_value(value: str) -> str:
+    # A value ending in a backslash would escape the comma or space after it and run into the next
+    # element; influxdb-client ends such a value with an (escaped) space, and so do we.
+    text = value.translate(_KEY)
+    return text + " " if text.endswith("\\") else text
 
 
 def _float(value: float) -> str:

@@ -48,6 +48,12 @@ def test_escaping_of_the_characters_line_protocol_reserves() -> None:
     assert text == 'my\\ meas\\,x,a\\ key=v\\=1\\,2\\ 3 f\\=1="say \\"hi\\" \\\\ bye",n=3i,x=2 7'
 
 
+def test_a_tag_value_ending_in_a_backslash_does_not_swallow_what_follows() -> None:
+    # Found by the hypothesis test above: without the closing space, "\\," would read as an escaped comma.
+    text = line(series("m", {"a": "x\\", "b": "y"}), {"f": 1.0}, 5)
+    assert text == point_text("m", {"a": "x\\", "b": "y"}, {"f": 1.0}, 5) == "m,a=x\\ ,b=y f=1 5"
+
+
 def test_a_strip_is_one_point_per_sample_at_its_real_time() -> None:
     start = datetime(2026, 11, 22, 8, 0, 0, 123456, tzinfo=UTC)
     raw = [0, 100, -100, 32767]
