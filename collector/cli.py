@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _run(config_path: Path) -> None:
+    from healthhut.collector.alerting.service import AlertService
     from healthhut.collector.config import load_config
     from healthhut.collector.deadletters import DeadLetterStore
     from healthhut.collector.ingest import Ingest
@@ -105,7 +106,8 @@ async def _run(config_path: Path) -> None:
     if isinstance(writer, Influx1Writer):
         await writer.ensure_database()
     store = DeadLetterStore(config.dead_letters.path, config.dead_letters.max_payload_bytes)
-    ingest = Ingest(config, writer, store)
+    alerts = AlertService(config) if config.alerting.enabled else None
+    ingest = Ingest(config, writer, store, alerts=alerts)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -113,11 +115,18 @@ async def _run(config_path: Path) -> None:
     try:
         async with asyncio.TaskGroup() as group:
             task = group.create_task(ingest.run(), name="ingest")
+            alerting = group.create_task(alerts.run(), name="alerting") if alerts is not None else None
             notifier = Notifier.from_environment()
             notify_task = group.create_task(
                 keep_notifying(
                     notifier,
-                    problem=lambda: "the ingest loop has stopped" if task.done() else None,
+                    problem=lambda: (
+                        "the ingest loop has stopped"
+                        if task.done()
+                        else "alerting has stopped"
+                        if alerting is not None and alerting.done()
+                        else None
+                    ),
                     status=lambda: (
                         f"{'subscribed' if ingest.subscribed.is_set() else 'waiting for the broker'}, "
                         f"{ingest.stats.messages} message(s) stored, {ingest.stats.dead_letters} dead letter(s)"
@@ -129,10 +138,14 @@ async def _run(config_path: Path) -> None:
             await stop.wait()
             notify_task.cancel()
             notifier.stopping()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for running in (task, alerting):
+                if running is not None:
+                    running.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await running
     finally:
+        if alerts is not None:
+            await alerts.close()
         await writer.close()
         store.close()
         ingest.ledger.close()

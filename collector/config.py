@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from healthhut.collector.alerting.model import Audience
 from healthhut.protocol.configfile import FrozenConfig, TlsConfig, load_toml
 
 
@@ -83,12 +84,80 @@ class SequenceConfig(FrozenConfig):
     sweep_interval_s: float = Field(default=60.0, gt=0)
 
 
+class WebhookConfig(FrozenConfig):
+    url: str = Field(pattern=r"^https?://")
+    # The HMAC-SHA256 key the receiver checks signatures with (the file's bytes, stripped).
+    secret_file: Path
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+class EmailConfig(FrozenConfig):
+    host: str
+    port: int = Field(default=587, ge=1, le=65535)
+    sender: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    starttls: bool = True
+    username: str | None = None
+    password_file: Path | None = None
+    ca_file: Path | None = None
+    timeout_s: float = Field(default=20.0, gt=0)
+
+
+class ContactConfig(FrozenConfig):
+    """Someone alerts go to. Level 0 is told first; an alert nobody acknowledges in ``escalate_after_s``
+    goes to level 1, and so on."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    level: int = Field(default=0, ge=0, le=9)
+    audience: list[Audience] = Field(default_factory=lambda: [Audience.CLINICIAN], min_length=1)
+    email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$")
+    # A secret this contact acknowledges alerts with (HTTP bearer token, or "token" in an MQTT ack).
+    token_file: Path | None = None
+
+
+class AlertHttpConfig(FrozenConfig):
+    """The acknowledgement endpoint: POST /v1/alerts/{alert_id}/ack with a contact's bearer token."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8470, ge=0, le=65535)
+    # The address clinicians reach it at, for the ack link in each alert (behind a TLS proxy).
+    public_url: str | None = Field(default=None, pattern=r"^https?://")
+
+
+class AlertingConfig(FrozenConfig):
+    """Alert rules, lifecycle and channels; README.md ("Alerts") explains each setting."""
+
+    enabled: bool = True
+    path: Path | None = None  # default: alerts.sqlite beside the dead letters
+    confirm_window_s: float = Field(default=900.0, gt=0)
+    confirm_min_gap_s: float = Field(default=10.0, ge=0)
+    repeat_interval_s: float = Field(default=3600.0, gt=0)
+    escalate_after_s: float = Field(default=900.0, gt=0)
+    flap_window_s: float = Field(default=1800.0, ge=0)
+    device_failures: int = Field(default=3, ge=1)
+    device_failure_window_s: float = Field(default=3600.0, gt=0)
+    tick_s: float = Field(default=5.0, gt=0)
+    # Delivery: attempts per notification before it is dead-lettered, with exponential backoff between.
+    max_attempts: int = Field(default=10, ge=1)
+    backoff_max_s: float = Field(default=600.0, gt=0)
+    # Publish alerts under hh/v1/alerts/{hut_id} and take acknowledgements on hh/v1/alerts/ack.
+    mqtt: bool = True
+    webhook: WebhookConfig | None = None
+    email: EmailConfig | None = None
+    http: AlertHttpConfig | None = None
+    contacts: list[ContactConfig] = Field(default_factory=list)
+
+
 class CollectorConfig(FrozenConfig):
     mqtt: MqttConfig = MqttConfig()
     storage: StorageConfig
     dead_letters: DeadLetterConfig
     ingest: IngestConfig = IngestConfig()
     sequence: SequenceConfig = SequenceConfig()
+    alerting: AlertingConfig = AlertingConfig()
+
+    @property
+    def alerting_path(self) -> Path:
+        return self.alerting.path or self.dead_letters.path.with_name("alerts.sqlite")
 
     @property
     def sequence_path(self) -> Path:

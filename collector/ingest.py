@@ -35,6 +35,7 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from healthhut.collector.alerting.service import AlertService
 from healthhut.collector.config import CollectorConfig
 from healthhut.collector.deadletters import DeadLetterStore, Refusal
 from healthhut.collector.mqtt import acknowledge, enable_manual_ack
@@ -80,6 +81,7 @@ class IngestStats:
     duplicates: int = 0
     gaps: int = 0
     windows: int = 0
+    alert_errors: int = 0
 
 
 def check_identity(topic_hut: str, message: Message) -> None:
@@ -183,11 +185,13 @@ class Ingest:
         writer: Writer,
         dead_letters: DeadLetterStore,
         ledger: SequenceLedger | None = None,
+        alerts: AlertService | None = None,
     ) -> None:
         self.config = config
         self.writer = writer
         self.dead_letters = dead_letters
         self.ledger = ledger or SequenceLedger(config.sequence_path, config.sequence.grace_s)
+        self.alerts = alerts
         self.limiter = RateLimiter(config.ingest.hut_messages_per_s, config.ingest.hut_burst)
         self.stats = IngestStats()
         self.subscribed = asyncio.Event()
@@ -229,6 +233,7 @@ class Ingest:
         confirmations to send the huts (one per hut, boot and outcome)."""
         self.stats.windows += 1
         await self._store([d for d in window if d.outcome == "stored"])
+        await self._alert(window)
         refusals = [refusal for d in window for refusal in d.refusals]
         if refusals:
             await asyncio.to_thread(self.dead_letters.add_many, refusals)
@@ -239,6 +244,24 @@ class Ingest:
         arrivals = [Arrival(*confirm) for d in window if not d.retained and (confirm := d.confirmation())]
         await self._note_sequence(await asyncio.to_thread(self.ledger.record, arrivals))
         return self._account(window)
+
+    async def _alert(self, window: Sequence[Delivery]) -> None:
+        """The stored observations through the alert rules, before the window is acknowledged: a collector
+        that dies first has them redelivered, and the alert store's record of what it evaluated stops a
+        second alert. Alerting must never stop storage, so its own failure is logged and counted."""
+        if self.alerts is None:
+            return
+        observations = [
+            obs
+            for d in window
+            if d.outcome == "stored" and isinstance(d.message, ObservationBatch)
+            for obs in d.message.observations
+        ]
+        try:
+            await self.alerts.observe(observations)
+        except Exception:
+            self.stats.alert_errors += 1
+            log.exception("alerting failed on a window of %d observation(s); they are stored", len(observations))
 
     def _account(self, window: Sequence[Delivery]) -> list[StoreAck]:
         confirmations: dict[tuple[str, str, str], list[int]] = {}

@@ -65,6 +65,25 @@ def evaluate(observation: Observation, profile: SubjectProfile) -> list[RuleResu
     return sorted((r for r in results if r is not None), key=lambda r: -_RANK[r.severity])
 
 
+def evaluate_anonymous(observation: Observation) -> list[RuleResult]:
+    """The rules that need no age, for a reading nobody is signed in for: quality gating, glucose (the
+    hypoglycaemia levels are the same for children, ISPAD 2022) and the ECG rhythm findings.
+
+    Age-dependent rules (blood pressure grades, NEWS2, children's centiles) must not guess an age.
+    """
+    reasons = remeasure_reasons(observation)
+    if reasons:
+        return [remeasure(observation, reasons)]
+    results: list[RuleResult | None] = []
+    if observation.kind is Kind.BLOOD_GLUCOSE:
+        glucose = _number(observation, "glucose")
+        if glucose is not None:
+            results.append(adult.glucose(glucose))
+    elif observation.kind is Kind.ECG:
+        results.extend(ecg.rhythm(observation))
+    return sorted((r for r in results if r is not None), key=lambda r: -_RANK[r.severity])
+
+
 def _pulse(observation: Observation, name: str, profile: SubjectProfile) -> RuleResult | None:
     rate = _number(observation, name)
     if rate is None:
