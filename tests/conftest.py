@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from healthhut.devstack import LocalStack
+from tests.alert_servers import certificate, receiver  # noqa: F401 (fixtures for every test)
 
 ROOT = Path(__file__).resolve().parent.parent
 
