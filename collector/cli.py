@@ -1,4 +1,4 @@
-"""``hut-collector``: run the ingest service, check its config, or list dead letters."""
+"""``hut-collector``: run the ingest service, check its config, list dead letters, alerts and sequence events."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ examples:
   hut-collector dead-letters --config collector.toml --limit 20
   hut-collector dead-letters --config collector.toml --hut hut-0001 --payload
   hut-collector sequence --config collector.toml --hut hut-0001
+  hut-collector alerts --config collector.toml              # open alerts
+  hut-collector alerts --config collector.toml --dead       # notifications that could not be delivered
   hut-collector pseudonym --key /etc/healthhut/pseudonym.key --lookup 3f2a...e9 --roster clinic-ids.txt
   hut-collector export-fhir --config collector.toml --subject 3f2a...e9 \\
       --from 2026-11-01 --to 2026-12-01 --output resident.json
@@ -64,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     sequence.add_argument("--config", "-c", type=Path, required=True)
     sequence.add_argument("--limit", type=int, default=50)
     sequence.add_argument("--hut", help="only this hut")
+    alerts = commands.add_parser(
+        "alerts", help="list open alerts, or with --dead the notifications that could not be delivered"
+    )
+    alerts.add_argument("--config", "-c", type=Path, required=True)
+    alerts.add_argument("--limit", type=int, default=50)
+    alerts.add_argument("--all", action="store_true", help="closed alerts too")
+    alerts.add_argument("--dead", action="store_true", help="dead-lettered notifications, with their last error")
     pseudo = commands.add_parser(
         "pseudonym",
         help="for a clinic system holding the deployment key: a resident's pseudonym, or whose a pseudonym is",
@@ -186,6 +195,37 @@ def _list_sequence_events(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _list_alerts(args: argparse.Namespace) -> int:
+    from healthhut.collector.alerting.store import SqliteAlertStore
+    from healthhut.collector.config import load_config
+
+    config = load_config(args.config)
+    store = SqliteAlertStore(config.alerting_path)
+    try:
+        if args.dead:
+            items = store.outbox("dead", limit=args.limit)
+            print(f"{len(items)} dead-lettered notification(s) in {config.alerting_path}")
+            for item in items:
+                at = datetime.fromtimestamp(item.created_at, UTC)
+                print(
+                    f"#{item.id} {at:%Y-%m-%d %H:%M:%S} alert {item.alert_id} {item.event} via {item.channel} "
+                    f"after {item.attempts} attempt(s): {store.last_error(item.id)}"
+                )
+            return EXIT_OK
+        episodes = store.episodes(open_only=not args.all, limit=args.limit)
+        print(f"{len(episodes)} {'' if args.all else 'open '}alert(s) in {config.alerting_path}")
+        for episode in episodes:
+            at = datetime.fromtimestamp(episode.opened_at, UTC)
+            acked = f", acknowledged by {episode.acked_by}" if episode.acked_by else ""
+            print(
+                f"{at:%Y-%m-%d %H:%M:%S} {episode.alert_id} {episode.hut_id} {episode.rule} {episode.severity} "
+                f"{episode.audience} {episode.state}{acked}"
+            )
+        return EXIT_OK
+    finally:
+        store.close()
+
+
 def _export_fhir(args: argparse.Namespace) -> int:
     from healthhut.collector.config import load_config
     from healthhut.collector.fhir import ExportError, bundle, read_observations
@@ -254,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
             return _list_sequence_events(args)
         if args.command == "export-fhir":
             return _export_fhir(args)
+        if args.command == "alerts":
+            return _list_alerts(args)
     except ConfigError as exc:
         print(f"hut-collector: config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from healthhut.collector.alerting.channels import WebhookChannel
 from healthhut.collector.alerting.dispatch import Dispatcher
 from healthhut.collector.alerting.notification import Attachment
@@ -111,3 +113,21 @@ async def test_pictures_are_drawn_once_per_alert_event_and_travel_with_it(tmp_pa
     assert all(b["attachments"][0]["filename"] == "trend.png" and "attach" not in b for b in bodies)
     await channel.close()
     await other.close()
+
+
+def test_the_alerts_command_lists_open_alerts_and_dead_letters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from healthhut.collector.cli import main
+
+    config = tmp_path / "collector.toml"
+    config.write_text(f'[storage]\ntype = "influxdb1"\n[dead_letters]\npath = "{tmp_path / "dead.sqlite"}"\n')
+    store = SqliteAlertStore(tmp_path / "alerts.sqlite")  # the default place: beside the dead letters
+    item = enqueue(store)
+    store.failed(item, "HTTP 410 Gone", None, time.time())
+    store.close()
+    assert main(["alerts", "--config", str(config), "--dead"]) == 0
+    out = capsys.readouterr().out
+    assert "1 dead-lettered notification(s)" in out and "HTTP 410 Gone" in out and "via webhook" in out
+    assert main(["alerts", "--config", str(config)]) == 0
+    assert "0 open alert(s)" in capsys.readouterr().out
