@@ -490,10 +490,19 @@ def list_command(what: str) -> None:
         links = ", ".join(device.links) if device.links else "none (no simulator yet)"
         print(f"{device.driver:<20} {device.description}")
         print(f"{'':<20}   links: {links}")
-        if device.faults:
-            print(f"{'':<20}   faults: {', '.join(sorted(device.faults))}")
+        faults = device.faults | signal_faults(device.driver)
+        if faults:
+            print(f"{'':<20}   faults: {', '.join(sorted(faults))}")
         for protocol, description in device.protocols.items():
             print(f"{'':<20}   --{device.setting} {protocol}: {description}")
+
+
+def signal_faults(driver: str) -> frozenset[Fault]:
+    """The faults a serial device shows in its signal (over a pty or a serial port), in any generation."""
+    player = PLAYERS.get(driver)
+    if player is None:
+        return frozenset()
+    return player.signal_faults.union(*(p.signal_faults for p in player.protocols.values()))
 
 
 async def play_command(args: argparse.Namespace, device: Playable, link: str, symlink: Path | None) -> None:
@@ -502,7 +511,7 @@ async def play_command(args: argparse.Namespace, device: Playable, link: str, sy
     progress = Progress(quiet=args.quiet)
     if link in ("pty", "serial"):
         player = PLAYERS[device.driver].for_protocol(args.protocol)
-        check_faults(faults, driver=device.driver, link=link, supported=player.faults)
+        check_faults(faults, driver=device.driver, link=link, supported=player.serial_faults)
         byte_link: ByteLink
         if link == "serial":
             if not args.port:

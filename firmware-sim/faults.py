@@ -19,6 +19,8 @@ class Fault(StrEnum):
     RACP_LINK_LOSS = "racp-link-loss"
     CLOCK_RESET = "clock-reset"
     RESEND_OLD_RECORDS = "resend-old-records"
+    LEADS_OFF = "leads-off"
+    MOTION = "motion"
 
 
 # The links a device can be played over: a pseudo-terminal, a real serial port, BLE, and MQTT as a whole hut.
@@ -76,6 +78,19 @@ FAULTS: Mapping[Fault, FaultSpec] = MappingProxyType(
                 "the glucose meter sends the records it already sent again, with their old sequence numbers, "
                 "on every later connection",
                 frozenset({"ble", "mqtt"}),
+            ),
+            FaultSpec(
+                Fault.LEADS_OFF,
+                "the ECG electrodes come off for 4 s every 10 s, the first time 5 s after the start: HealthyPi v4 "
+                "lead status 0x0C with the ECG, respiration and rates zeroed, as its firmware sends them; "
+                "HealthyPi 5 (no lead status in its packet) a saturated ECG and no heart rate",
+                frozenset({"pty", "serial"}),
+            ),
+            FaultSpec(
+                Fault.MOTION,
+                "the resident fidgets from 5 s after the start: irregular 0.2-3 Hz movement, 1-3 s at a time, "
+                "swinging the PPG light by up to 5 % (over three pulses) and the ECG baseline by up to 3 mV",
+                frozenset({"pty", "serial"}),
             ),
         )
     }
@@ -151,3 +166,24 @@ class SerialFaultClock:
         fault = serial_value_fault(self.faults, self._occurrence)
         self._occurrence += 1
         return fault
+
+
+# Faults of the signal itself, which the device's stream shows when told (the player says when).
+SIGNAL_FAULTS = frozenset({Fault.LEADS_OFF, Fault.MOTION})
+SIGNAL_FAULT_START_S = 5.0
+LEADS_OFF_PERIOD_S = 10.0
+LEADS_OFF_FOR_S = 4.0
+
+
+def signal_faults_at(faults: Collection[Fault], elapsed: float) -> frozenset[Fault]:
+    """Which of the chosen signal faults are in effect ``elapsed`` seconds after the start: none before
+    SIGNAL_FAULT_START_S (so that the device shows a clean signal first); then movement throughout, and the
+    leads off for LEADS_OFF_FOR_S of every LEADS_OFF_PERIOD_S."""
+    if elapsed < SIGNAL_FAULT_START_S:
+        return frozenset()
+    active: set[Fault] = set()
+    if Fault.MOTION in faults:
+        active.add(Fault.MOTION)
+    if Fault.LEADS_OFF in faults and (elapsed - SIGNAL_FAULT_START_S) % LEADS_OFF_PERIOD_S < LEADS_OFF_FOR_S:
+        active.add(Fault.LEADS_OFF)
+    return frozenset(active)

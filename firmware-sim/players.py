@@ -39,6 +39,40 @@ class CommandSink(Protocol):
     def receive(self, data: bytes) -> None: ...
 
 
+@runtime_checkable
+class ElectrodeSource(Protocol):
+    """A source with ECG electrodes that can come off."""
+
+    def leads_off(self) -> None: ...
+
+    def leads_on(self) -> None: ...
+
+
+@runtime_checkable
+class MotionSource(Protocol):
+    """A source whose signals show the resident's movement."""
+
+    def start_moving(self) -> None: ...
+
+    def stop_moving(self) -> None: ...
+
+
+def show_signal_fault(source: FrameSource, fault: Fault, on: bool) -> None:
+    """Start (``on``) or end a signal fault in ``source``'s next frames. TypeError if it cannot show it."""
+    if fault is Fault.LEADS_OFF and isinstance(source, ElectrodeSource):
+        if on:
+            source.leads_off()
+        else:
+            source.leads_on()
+    elif fault is Fault.MOTION and isinstance(source, MotionSource):
+        if on:
+            source.start_moving()
+        else:
+            source.stop_moving()
+    else:
+        raise TypeError(f"{type(source).__name__} cannot show {fault}")
+
+
 # The faults every serial device can show on its line; value faults depend on the device's fields.
 LINE_FAULTS = frozenset({Fault.UNPLUG_MID_FRAME, Fault.GARBAGE})
 
@@ -51,6 +85,7 @@ class Player:
     For MQTT (hut-sim playing the gateway's part too): ``serial_link`` says what the gateway writes to it,
     ``new_decoder(strip_samples)`` is the driver's decoder, and ``spot_frame`` one frame that carries the
     scenario's numbers at once, for load tests that want readings faster than the device's schedule.
+    ``signal_faults`` are the faults its stream shows in the signal itself (:func:`show_signal_fault`).
     """
 
     driver: str
@@ -62,6 +97,7 @@ class Player:
     new_decoder: Callable[[int], StreamDecoder]
     spot_frame: Callable[[Scenario, random.Random], bytes]
     fault_fields: Mapping[Fault, Mapping[str, int]] = field(default_factory=lambda: MappingProxyType({}))
+    signal_faults: frozenset[Fault] = frozenset()
     # Other protocol generations of the device, named as the driver's ``setting`` (``protocol`` for the CMS50,
     # ``board`` for the HealthyPi) names them; ``default_protocol`` names this player's own.
     default_protocol: str | None = None
@@ -70,7 +106,13 @@ class Player:
 
     @property
     def faults(self) -> frozenset[Fault]:
+        """The line and value faults, which every link shows (a whole hut over MQTT too)."""
         return LINE_FAULTS | frozenset(self.fault_fields)
+
+    @property
+    def serial_faults(self) -> frozenset[Fault]:
+        """What the device shows played over a pty or a serial port: its faults and its signal faults."""
+        return self.faults | self.signal_faults
 
     def for_protocol(self, protocol: str | None) -> Player:
         """This player, or its sibling for ``protocol``. KeyError says which protocols there are."""
@@ -221,6 +263,8 @@ _HEALTHYPI_FAULTS: Mapping[Fault, Mapping[str, int]] = MappingProxyType(
 # The HealthyPi 5's numbers are bytes too (its temperature an int16); heart rate 255 is past the Zephyr
 # firmware's own rule (0 < hr < 255).
 _HEALTHYPI5_FAULTS = _HEALTHYPI_FAULTS
+# Both boards stream ECG and PPG, so both show a lead coming off and a resident who moves.
+_HEALTHYPI_SIGNAL_FAULTS = frozenset({Fault.LEADS_OFF, Fault.MOTION})
 
 PLAYERS: dict[str, Player] = {
     "contec-cms50": Player(
@@ -262,6 +306,7 @@ PLAYERS: dict[str, Player] = {
         new_decoder=lambda strip_samples: HealthyPiDecoder(strip_samples=strip_samples),
         spot_frame=_healthypi_spot,
         fault_fields=_HEALTHYPI_FAULTS,
+        signal_faults=_HEALTHYPI_SIGNAL_FAULTS,
         default_protocol="v4",
         setting="board",
         protocols=MappingProxyType(
@@ -277,6 +322,7 @@ PLAYERS: dict[str, Player] = {
                     new_decoder=lambda strip_samples: HealthyPi5Decoder(strip_samples=strip_samples),
                     spot_frame=_healthypi5_spot,
                     fault_fields=_HEALTHYPI5_FAULTS,
+                    signal_faults=_HEALTHYPI_SIGNAL_FAULTS,
                     default_protocol="v5",
                     setting="board",
                 ),

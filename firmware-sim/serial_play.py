@@ -8,8 +8,15 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Protocol
 
-from healthhut.firmware_sim.faults import Fault, SerialFaultClock, garbage_chunk, mid_frame_cut
-from healthhut.firmware_sim.players import CommandSink, Player
+from healthhut.firmware_sim.faults import (
+    SIGNAL_FAULTS,
+    Fault,
+    SerialFaultClock,
+    garbage_chunk,
+    mid_frame_cut,
+    signal_faults_at,
+)
+from healthhut.firmware_sim.players import CommandSink, FrameSource, Player, show_signal_fault
 from healthhut.firmware_sim.progress import Progress
 from healthhut.firmware_sim.scenarios import Scenario
 
@@ -66,6 +73,32 @@ class SerialPlay:
         return cls(duration, seed, chosen, unplug_every, unplug_for, garbage)
 
 
+class StreamFaults:
+    """Puts a source's value faults (raw field values, 1 s in every 10) and signal faults (leads off,
+    movement) into its stream when their schedules say."""
+
+    def __init__(self, player: Player, source: FrameSource, faults: Collection[Fault], progress: Progress) -> None:
+        self.player = player
+        self.source = source
+        self.values = SerialFaultClock(faults)
+        self.signal = frozenset(faults) & SIGNAL_FAULTS
+        self.progress = progress
+        self.showing: frozenset[Fault] = frozenset()
+
+    def at(self, elapsed: float) -> None:
+        fault = self.values.due(elapsed)
+        if fault is not None:
+            self.source.override(round(self.player.frames_per_second), self.player.fault_fields[fault])
+            self.progress.note(f"{fault} for 1 s")
+        if not self.signal:
+            return
+        now_showing = signal_faults_at(self.signal, elapsed)
+        for changed in sorted(now_showing ^ self.showing):
+            show_signal_fault(self.source, changed, changed in now_showing)
+            self.progress.note(f"{changed} {'starts' if changed in now_showing else 'ends'}")
+        self.showing = now_showing
+
+
 async def play_serial(
     player: Player, scenario: Scenario, link: ByteLink, settings: SerialPlay, progress: Progress
 ) -> int:
@@ -74,7 +107,7 @@ async def play_serial(
     # A device with a start command hears the gateway through the same line.
     sink = source if isinstance(source, CommandSink) else None
     rng = random.Random(settings.seed)
-    value_faults = SerialFaultClock(settings.faults)
+    faults = StreamFaults(player, source, settings.faults, progress)
     mid_frame = Fault.UNPLUG_MID_FRAME in settings.faults
     path = link.open()
     print(path, flush=True)
@@ -88,10 +121,7 @@ async def play_serial(
             if sink is not None:
                 sink.receive(link.read())
             elapsed = loop.time() - started
-            fault = value_faults.due(elapsed)
-            if fault is not None:
-                source.override(round(player.frames_per_second), player.fault_fields[fault])
-                progress.note(f"{fault} for 1 s")
+            faults.at(elapsed)
             # Pace by the clock, not by sleeps, so the long-run frame rate is exact.
             due = int(elapsed * player.frames_per_second)
             if due > frames_sent:

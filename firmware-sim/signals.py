@@ -297,3 +297,72 @@ class EcgGenerator:
                 self._t -= self._rr
                 self._previous_rr, self._rr = self._rr, self._beats.next_rr()
         return samples
+
+
+# Body movement is low-frequency and overlaps the cardiac band: electrode motion and baseline wander in
+# ECG records sit mostly below a few hertz (MIT-BIH Noise Stress Test Database, Moody, Muldrow & Mark,
+# Computers in Cardiology 11:381, 1984), and a moving finger's PPG artefact lies in 0.1-5 Hz with an
+# amplitude of several pulses (Maeda, Sekine & Tamura, J Med Syst 35:969, 2011).
+MOTION_BAND_HZ = (0.2, 3.0)
+MOTION_COMPONENTS = 3
+# A fidgeting resident moves for 1-3 s, keeps still for 1-3 s, and moves again, each time differently.
+MOTION_STRETCH_S = (1.0, 3.0)
+# Consecutive stretches are crossfaded, so that the limb moves rather than jumps.
+MOTION_CROSSFADE_S = 0.25
+
+Movement = tuple[tuple[float, float, float], ...]  # (frequency Hz, amplitude, phase) of each component
+
+
+class MotionArtifact:
+    """Irregular body movement sampled at ``fs``: a displacement in -1..1, smooth and without a period.
+
+    Stretches of movement and of stillness alternate, each 1-3 s long (``MOTION_STRETCH_S``). A movement
+    is a sum of ``MOTION_COMPONENTS`` sinusoids whose frequencies (``MOTION_BAND_HZ``), amplitudes and
+    phases are drawn anew each time. An encoder scales it to its own units (counts of light, µV of baseline).
+    """
+
+    def __init__(self, fs: float, rng: random.Random) -> None:
+        if fs <= 0:
+            raise ValueError("fs must be positive")
+        self.fs = fs
+        self._rng = rng
+        self._t = 0.0
+        self._previous: Movement = ()
+        self._current = self._movement()
+        self._length = self._stretch_samples()
+        self._done = 0
+
+    def _movement(self) -> Movement:
+        low, high = MOTION_BAND_HZ
+        rng = self._rng
+        return tuple(
+            (rng.uniform(low, high), rng.uniform(0.3, 1.0), rng.uniform(0, 2 * math.pi))
+            for _ in range(MOTION_COMPONENTS)
+        )
+
+    def _stretch_samples(self) -> int:
+        return max(1, round(self._rng.uniform(*MOTION_STRETCH_S) * self.fs))
+
+    @staticmethod
+    def _displacement(movement: Movement, t: float) -> float:
+        if not movement:
+            return 0.0
+        total = sum(amplitude for _, amplitude, _ in movement)
+        return sum(a * math.sin(2 * math.pi * f * t + p) for f, a, p in movement) / total
+
+    def take(self, n: int) -> list[float]:
+        out: list[float] = []
+        fade = max(1, round(MOTION_CROSSFADE_S * self.fs))
+        for _ in range(n):
+            value = self._displacement(self._current, self._t)
+            if self._done < fade:
+                weight = self._done / fade
+                value = weight * value + (1 - weight) * self._displacement(self._previous, self._t)
+            out.append(value)
+            self._t += 1 / self.fs
+            self._done += 1
+            if self._done >= self._length:
+                # Movement gives way to stillness, and stillness to a new movement.
+                self._previous, self._current = self._current, () if self._current else self._movement()
+                self._length, self._done = self._stretch_samples(), 0
+        return out

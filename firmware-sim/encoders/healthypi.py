@@ -15,7 +15,7 @@ from types import MappingProxyType
 
 from healthhut.drivers.healthypi.codec import ECG_UV_PER_COUNT, SAMPLE_RATE_HZ, HealthyPiFrame
 from healthhut.firmware_sim.encoders.overrides import FrameOverrides
-from healthhut.firmware_sim.signals import EcgGenerator, PpgGenerator, Rhythm
+from healthhut.firmware_sim.signals import EcgGenerator, MotionArtifact, PpgGenerator, Rhythm
 
 __all__ = ["LEADS_OFF_STATUS", "SAMPLE_RATE_HZ", "HealthyPiStream", "encode_packet"]
 
@@ -59,6 +59,11 @@ IR_DC, RED_DC = 150_000, 110_000
 IR_PERFUSION = 0.015
 PPG_NOISE = 15
 RESPIRATION_AMPLITUDE = 800
+# Movement (signals.MotionArtifact, -1..1) scaled to the board's units: the light reaching the photodiode
+# swings by up to 5 % of its level, over three times the 1.5 % of a pulse; the electrodes' baseline by up
+# to 3 mV, well beyond an R wave, as electrode motion does in the Noise Stress Test records.
+MOTION_LIGHT_SHARE = 0.05
+MOTION_ECG_UV = 3000.0
 
 
 def encode_packet(frame: HealthyPiFrame) -> bytes:
@@ -91,9 +96,10 @@ def ratio_of_ratios(spo2: float) -> float:
 class HealthyPiStream:
     """A HealthyPi v4 at 125 packets/s with a set heart rate, SpO2, respiration rate and temperature.
 
-    :meth:`leads_off` and :meth:`leads_on` model the ECG cable; :meth:`override` sends raw field values
-    (faults). ``rhythm`` and ``pause_every`` shape the ECG and the pulse (:class:`BeatClock`). The same seed
-    gives the same bytes, however the packets are split between calls to :meth:`frames`.
+    :meth:`leads_off` and :meth:`leads_on` model the ECG cable; :meth:`start_moving` and :meth:`stop_moving`
+    a resident who moves (irregular movement on the PPG and the ECG baseline); :meth:`override` sends raw
+    field values (faults). ``rhythm`` and ``pause_every`` shape the ECG and the pulse (:class:`BeatClock`).
+    The same seed gives the same bytes, however the packets are split between calls to :meth:`frames`.
     """
 
     def __init__(
@@ -124,6 +130,10 @@ class HealthyPiStream:
         self._ppg = PpgGenerator(SAMPLE_RATE_HZ, heart_rate, self._rng, rhythm=rhythm, pause_every=pause_every)
         self._overrides = FrameOverrides(FIELD_RANGES, "packet field")
         self._leads_on = True
+        # Made when the resident first moves, so that a still resident's stream is what it always was.
+        self._finger_motion: MotionArtifact | None = None
+        self._electrode_motion: MotionArtifact | None = None
+        self._moving = False
         self._packet_index = 0
         self._breath_phase = 0.0
         self._breaths = 0
@@ -146,6 +156,19 @@ class HealthyPiStream:
             # The firmware's heart-rate search starts over after 3 s without a peak.
             self._r_peaks = 0
             self._shown_hr = 0
+
+    @property
+    def moving(self) -> bool:
+        return self._moving
+
+    def start_moving(self) -> None:
+        if self._finger_motion is None or self._electrode_motion is None:
+            self._finger_motion = MotionArtifact(SAMPLE_RATE_HZ, self._rng)
+            self._electrode_motion = MotionArtifact(SAMPLE_RATE_HZ, self._rng)
+        self._moving = True
+
+    def stop_moving(self) -> None:
+        self._moving = False
 
     def override(self, frames: int, fields: Mapping[str, int]) -> None:
         """Send ``fields`` (packet field names to raw values) in the next ``frames`` packets."""
@@ -173,12 +196,17 @@ class HealthyPiStream:
             self._shown_temperature = round(self.temperature * 100) + self._rng.randint(-5, 5)
         ir_ac = IR_DC * IR_PERFUSION
         red_ac = RED_DC * IR_PERFUSION * ratio_of_ratios(self.spo2)
+        ecg_uv, light = ecg.value_uv, 1.0
+        if self._moving and self._finger_motion is not None and self._electrode_motion is not None:
+            # Movement changes the optical path of both LEDs alike, and drags the electrodes' baseline.
+            light += MOTION_LIGHT_SHARE * self._finger_motion.take(1)[0]
+            ecg_uv += MOTION_ECG_UV * self._electrode_motion.take(1)[0]
         leads = self._leads_on
         return HealthyPiFrame(
-            ecg=max(-0x8000, min(0x7FFF, round(ecg.value_uv / ECG_UV_PER_COUNT))) if leads else 0,
+            ecg=max(-0x8000, min(0x7FFF, round(ecg_uv / ECG_UV_PER_COUNT))) if leads else 0,
             respiration=respiration if leads else 0,
-            ppg_ir=round(IR_DC - ir_ac * pulse + self._rng.gauss(0, PPG_NOISE)),
-            ppg_red=round(RED_DC - red_ac * pulse + self._rng.gauss(0, PPG_NOISE)),
+            ppg_ir=round(light * IR_DC - ir_ac * pulse + self._rng.gauss(0, PPG_NOISE)),
+            ppg_red=round(light * RED_DC - red_ac * pulse + self._rng.gauss(0, PPG_NOISE)),
             temperature_centi=self._shown_temperature,
             respiration_rate=self._shown_rr if leads else 0,
             spo2=self._shown_spo2,

@@ -22,9 +22,17 @@ from healthhut.drivers.healthypi.codec_v5 import (
     HealthyPi5Frame,
     ecg_uv_per_count,
 )
-from healthhut.firmware_sim.encoders.healthypi import IR_DC, IR_PERFUSION, PPG_NOISE, RED_DC, ratio_of_ratios
+from healthhut.firmware_sim.encoders.healthypi import (
+    IR_DC,
+    IR_PERFUSION,
+    MOTION_ECG_UV,
+    MOTION_LIGHT_SHARE,
+    PPG_NOISE,
+    RED_DC,
+    ratio_of_ratios,
+)
 from healthhut.firmware_sim.encoders.overrides import FrameOverrides
-from healthhut.firmware_sim.signals import EcgGenerator, PpgGenerator, Rhythm
+from healthhut.firmware_sim.signals import EcgGenerator, MotionArtifact, PpgGenerator, Rhythm
 
 __all__ = ["FIELD_RANGES", "SAMPLE_RATE_HZ", "HealthyPi5Stream", "encode_packet"]
 
@@ -74,13 +82,19 @@ SPO2_EVERY = 128
 # BioZ counts: a DC level of the chest's impedance and a breath that swings it.
 BIOZ_DC = 60_000
 BIOZ_AMPLITUDE = 2_000
+# No lead status travels in this packet (README of the driver, HealthyPi 5): with the electrodes off the
+# MAX30001's ECG input saturates, so the stream holds the ECG at positive full scale and its R-to-R
+# detector loses lock. The gateway sees it through its flat-line check.
+LEADS_OFF_ECG = ECG_COUNTS.stop - 1
 
 
 class HealthyPi5Stream:
     """A HealthyPi 5 at 128 packets/s with a set heart rate, SpO2, respiration rate and temperature.
 
     ``rhythm`` and ``pause_every`` shape the ECG and the pulse (:class:`BeatClock`); ``ecg_gain`` is the
-    MAX30001 gain the decoder must be told. :meth:`override` sends raw field values (faults). The same seed
+    MAX30001 gain the decoder must be told. :meth:`leads_off` and :meth:`leads_on` model the ECG cable,
+    :meth:`start_moving` and :meth:`stop_moving` a resident who moves (as the v4 stream does);
+    :meth:`override` sends raw field values (faults). The same seed
     gives the same bytes, however the packets are split between calls to :meth:`frames`.
     """
 
@@ -113,6 +127,11 @@ class HealthyPi5Stream:
         self._ecg = EcgGenerator(SAMPLE_RATE_HZ, heart_rate, self._rng, rhythm=rhythm, pause_every=pause_every)
         self._ppg = PpgGenerator(SAMPLE_RATE_HZ, heart_rate, self._rng, rhythm=rhythm, pause_every=pause_every)
         self._overrides = FrameOverrides(FIELD_RANGES, "packet field")
+        self._leads_on = True
+        # Made when the resident first moves, so that a still resident's stream is what it always was.
+        self._finger_motion: MotionArtifact | None = None
+        self._electrode_motion: MotionArtifact | None = None
+        self._moving = False
         self._packet_index = 0
         self._breath_phase = 0.0
         self._breaths = 0
@@ -122,6 +141,32 @@ class HealthyPi5Stream:
         self._shown_rr = 0
         self._shown_spo2 = 0
         self._shown_temperature = 0
+
+    @property
+    def leads_attached(self) -> bool:
+        return self._leads_on
+
+    def leads_off(self) -> None:
+        self._leads_on = False
+
+    def leads_on(self) -> None:
+        if not self._leads_on:
+            self._leads_on = True
+            self._r_peaks = 0
+            self._shown_hr = 0
+
+    @property
+    def moving(self) -> bool:
+        return self._moving
+
+    def start_moving(self) -> None:
+        if self._finger_motion is None or self._electrode_motion is None:
+            self._finger_motion = MotionArtifact(SAMPLE_RATE_HZ, self._rng)
+            self._electrode_motion = MotionArtifact(SAMPLE_RATE_HZ, self._rng)
+        self._moving = True
+
+    def stop_moving(self) -> None:
+        self._moving = False
 
     def override(self, frames: int, fields: Mapping[str, int]) -> None:
         """Send ``fields`` (packet field names to raw values) in the next ``frames`` packets."""
@@ -140,7 +185,7 @@ class HealthyPi5Stream:
         pulse = self._ppg.take(1)[0].value
         self._ecg.rate_per_min = self._ppg.rate_per_min = self.heart_rate
         self._breathe()
-        if ecg.r_peak:
+        if ecg.r_peak and self._leads_on:
             self._r_peaks += 1
             if self._r_peaks >= HR_LOCK_BEATS:
                 self._shown_hr = self.heart_rate + self._rng.randint(-1, 1)
@@ -150,16 +195,20 @@ class HealthyPi5Stream:
             self._shown_temperature = round(self.temperature * 100) + self._rng.randint(-3, 3)
         ir_ac = IR_DC * IR_PERFUSION
         red_ac = RED_DC * IR_PERFUSION * ratio_of_ratios(self.spo2)
-        counts = round(ecg.value_uv / self.uv_per_count)
+        ecg_uv, light = ecg.value_uv, 1.0
+        if self._moving and self._finger_motion is not None and self._electrode_motion is not None:
+            light += MOTION_LIGHT_SHARE * self._finger_motion.take(1)[0]
+            ecg_uv += MOTION_ECG_UV * self._electrode_motion.take(1)[0]
+        counts = round(ecg_uv / self.uv_per_count) if self._leads_on else LEADS_OFF_ECG
         return HealthyPi5Frame(
             ecg=min(max(counts, ECG_COUNTS.start), ECG_COUNTS.stop - 1),
             bioz=self._bioz,
             bioz_skip=0,
-            ppg_red=round(RED_DC - red_ac * pulse + self._rng.gauss(0, PPG_NOISE)),
-            ppg_ir=round(IR_DC - ir_ac * pulse + self._rng.gauss(0, PPG_NOISE)),
+            ppg_red=round(light * RED_DC - red_ac * pulse + self._rng.gauss(0, PPG_NOISE)),
+            ppg_ir=round(light * IR_DC - ir_ac * pulse + self._rng.gauss(0, PPG_NOISE)),
             temperature_centi=self._shown_temperature,
             spo2=self._shown_spo2,
-            heart_rate=self._shown_hr,
+            heart_rate=self._shown_hr if self._leads_on else 0,
             respiration_rate=self._shown_rr,
         )
 
