@@ -5,6 +5,9 @@ collectors sharing one alert state."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
+import itertools
 import contextlib
 import json
 import time
@@ -343,3 +346,64 @@ def test_ack_tokens_name_the_contact_and_refuse_prefixes_and_empty_tokens(tmp_pa
     empty = write(tmp_path / "empty", "\n")
     with pytest.raises(ValueError, match="empty"):
         AckTokens(AlertingConfig.model_validate({"contacts": [{"name": "x", "token_file": str(empty)}]}))
+
+
+@pytest.mark.timeout(90)
+async def test_an_ecg_alert_carries_its_strip_from_the_database_on_ecg_paper(
+    stack: LocalStack, tmp_path: Path, unique: str, receiver: Receiver
+) -> None:
+    import numpy as np
+    import wfdb
+    from matplotlib import image
+
+    from healthhut.protocol import Finding, Strip, WaveBatch, strip_from_reading
+    from tests.conftest import data_dir
+
+    hut = f"hut-{unique}"
+    record = wfdb.rdrecord(str(data_dir() / "mitdb" / "100"), sampto=360 * 40, channels=[0])
+    microvolts = np.round(record.p_signal[:, 0] * 1000).astype(int)
+    annotations = wfdb.rdann(str(data_dir() / "mitdb" / "100"), "atr", sampto=360 * 40)
+    beats = [int(s) for s, symbol in zip(annotations.sample, annotations.symbol, strict=True) if symbol == "N"]
+    who = subject(7)
+    messages = []
+    for k, start_s in enumerate((0.0, 15.0)):
+        first = round(start_s * 360)
+        raw = tuple(int(v) for v in microvolts[first : first + 3600])
+        strip = strip_from_reading(
+            Reading(kind=Kind.ECG, strip=Strip(fs=360.0, unit="uV", raw=raw, channel="II")),
+            hut_id=hut,
+            device=ECG,
+            received_at=T0 + timedelta(seconds=start_s + 10),
+            device_seq=100 + k,
+            start=T0 + timedelta(seconds=start_s),
+            subject=who,
+        )
+        inside = [b for b in beats if first <= b < first + 3600]
+        rr = tuple(float((b - a) / 360 * 1000) for a, b in itertools.pairwise(inside))
+        summary = observation_from_reading(
+            Reading(
+                kind=Kind.ECG,
+                values={"heart_rate": Quantity(75.0, "/min"), "rr_intervals": Quantity(rr, "ms")},
+                measured_at=T0 + timedelta(seconds=start_s + 10),
+            ),
+            hut_id=hut,
+            device=ECG,
+            received_at=T0 + timedelta(seconds=start_s + 10),
+            device_seq=200 + k,
+            subject=who,
+            findings=frozenset({Finding.POSSIBLE_AF}),
+        )
+        wave = WaveBatch(hut_id=hut, boot_id="boot-1", seq=2 * k + 1, sent_at=T0, strips=[strip])
+        messages.append((hut_topic(hut, "wave"), encode(wave)))
+        messages.append(batch(hut, 2 * k + 2, [summary]))
+    alerting = {"webhook": {"url": receiver.url, "secret_file": str(write(tmp_path / "webhook.key", SECRET.decode()))}}
+    async with collector(config(stack, tmp_path, unique, alerting)):
+        await publish(stack, *messages)
+        await eventually(lambda: len(receiver.requests) == 1, within=30)
+    (alert,) = posted(receiver)
+    assert alert["rule"] == "ecg.possible_af" and alert["kind"] == "ecg"
+    (picture,) = alert["attachments"]
+    assert picture["filename"] == "ecg-strip.png" and picture["content_type"] == "image/png"
+    pixels = image.imread(io.BytesIO(base64.b64decode(picture["data_base64"])), format="png")
+    # 10 s at 25 mm/s at 100 dpi is 984 pixels of paper, plus the calibration box and margins.
+    assert pixels.shape[1] >= 984
