@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import itertools
-import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
