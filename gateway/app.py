@@ -67,7 +67,7 @@ class Gateway:
                 ambiguity=timedelta(seconds=config.identity.ambiguity_s),
             )
             pseudonyms = PseudonymKey.load(config.identity.key_file)
-            self.kiosk = KioskApi(self.residents, pseudonyms)
+            self.kiosk = KioskApi(self.residents, pseudonyms, lambda: tuple(self.uplink.prompts))
         self.sessions = [
             DeviceSession(
                 device,

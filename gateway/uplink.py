@@ -16,8 +16,10 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -73,6 +75,8 @@ class Uplink:
         self.spool = spool
         self.hut_id = config.hut_id
         self.stats = UplinkStats()
+        # The collector's latest "please measure again" commands, newest last, for the kiosk to show.
+        self.prompts: deque[tuple[datetime, dict[str, Any]]] = deque(maxlen=20)
         self._outgoing: dict[int, _Outgoing] = {}
         self._stored: list[int] = []
         self._wake = asyncio.Event()
@@ -129,6 +133,7 @@ class Uplink:
                     backoff.reset()
                     log.info("connected to broker %s:%d", mqtt.host, mqtt.port)
                     await client.subscribe(hut_topic(self.hut_id, "ack"), qos=1)
+                    await client.subscribe(hut_topic(self.hut_id, "cmd"), qos=1)
                     await client.subscribe(COLLECTORS_STATUS, qos=1)
                     puback = PubackWatch(client)
                     try:
@@ -160,6 +165,9 @@ class Uplink:
             if message.topic.matches(COLLECTORS_STATUS):
                 self._collector_status(bytes(message.payload))
                 continue
+            if message.topic.matches(hut_topic(self.hut_id, "cmd")):
+                self._command(bytes(message.payload))
+                continue
             try:
                 ack = decode_ack(bytes(message.payload))
             except ProtocolError as exc:
@@ -169,6 +177,20 @@ class Uplink:
                 continue  # for an earlier boot: those items are being resent under new numbers
             self._stored.extend(ack.seqs)
             self._wake.set()
+
+    def _command(self, payload: bytes) -> None:
+        """A command from the collector: so far "please measure again", kept for the kiosk to show."""
+        try:
+            command = json.loads(payload)
+            kind, reason = str(command["kind"]), str(command["reason"])
+            if command.get("type") != "remeasure":
+                raise ValueError(f"unknown command type {command.get('type')!r}")
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring a malformed command from the collector: %s", exc)
+            return
+        # The command carries no value and no identifier; kind and reason are safe to log.
+        log.info("the collector asks for a new %s measurement (%s)", kind, reason)
+        self.prompts.append((datetime.now(UTC), command))
 
     def _collector_status(self, payload: bytes) -> None:
         try:

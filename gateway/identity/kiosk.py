@@ -18,7 +18,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-from datetime import UTC, date, datetime
+from collections.abc import Callable, Iterable
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from aiohttp import web
@@ -41,18 +42,29 @@ class SessionRequest(BaseModel):
     clinical: list[ClinicalFlag] = Field(default_factory=list, max_length=4)
 
 
+# How long a "please measure again" stays on the kiosk's list.
+PROMPT_S = 300
+
+
 def _error(status: int, message: str, field: str | None = None) -> web.Response:
     return web.json_response({"error": message, "field": field}, status=status)
 
 
 class KioskApi:
-    def __init__(self, sessions: SessionBook, key: PseudonymKey) -> None:
+    def __init__(
+        self,
+        sessions: SessionBook,
+        key: PseudonymKey,
+        prompts: Callable[[], Iterable[tuple[datetime, dict[str, Any]]]] = tuple,
+    ) -> None:
         self.sessions = sessions
         self.key = key
+        self.prompts = prompts
         self.app = web.Application(client_max_size=16 * 1024)
         self.app.router.add_post("/v1/session", self.start)
         self.app.router.add_delete("/v1/session", self.end)
         self.app.router.add_get("/v1/session", self.show)
+        self.app.router.add_get("/v1/prompts", self.show_prompts)
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
@@ -101,6 +113,24 @@ class KioskApi:
             when, what = self.sessions.last_error
             reply["last_error"] = {"at": when.isoformat(), "error": what}
         return web.json_response(reply)
+
+    async def show_prompts(self, request: web.Request) -> web.Response:
+        """The collector's "please measure again" requests of the last ``PROMPT_S`` seconds, newest first,
+        for the kiosk screen (zh-CN and en); none carries a value or an identifier."""
+        since = datetime.now(UTC) - timedelta(seconds=PROMPT_S)
+        recent = [
+            {
+                "at": at.isoformat(),
+                "kind": command.get("kind"),
+                "reason": command.get("reason"),
+                "device": command.get("device"),
+                "message": command.get("message"),
+                "message_en": command.get("message_en"),
+            }
+            for at, command in self.prompts()
+            if at >= since
+        ]
+        return web.json_response({"prompts": recent[::-1]})
 
     async def serve(self, host: str, port: int) -> None:
         if not ipaddress.ip_address(host).is_loopback:
