@@ -32,13 +32,11 @@ from datetime import UTC, datetime
 from typing import Literal
 
 import aiomqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from healthhut.collector.alerting.service import AlertService
 from healthhut.collector.config import CollectorConfig
 from healthhut.collector.deadletters import DeadLetterStore, Refusal
-from healthhut.collector.mqtt import acknowledge, enable_manual_ack
+from healthhut.collector.mqtt import acknowledge, enable_manual_ack, make_client
 from healthhut.collector.points import event_lines, observation_lines, sequence_line, status_lines, strip_lines
 from healthhut.collector.sequence import Arrival, SequenceEvent, SequenceLedger
 from healthhut.collector.storage import StorageUnavailable, Writer, WriteRejected
@@ -375,23 +373,8 @@ class Ingest:
 
     def _client(self) -> aiomqtt.Client:
         mqtt = self.config.mqtt
-        properties = Properties(PacketTypes.CONNECT)
-        properties.SessionExpiryInterval = mqtt.session_expiry_s
-        properties.ReceiveMaximum = mqtt.receive_maximum
-        client = aiomqtt.Client(
-            mqtt.host,
-            mqtt.port,
-            identifier=mqtt.client_id,
-            will=aiomqtt.Will(COLLECTORS_STATUS, self._announcement("offline"), qos=1, retain=True),
-            username=mqtt.username,
-            password=mqtt.password,
-            protocol=aiomqtt.ProtocolVersion.V5,
-            clean_start=False,
-            properties=properties,
-            keepalive=mqtt.keepalive,
-            tls_context=mqtt.tls.ssl_context() if mqtt.tls else None,
-            timeout=10,
-        )
+        will = aiomqtt.Will(COLLECTORS_STATUS, self._announcement("offline"), qos=1, retain=True)
+        client = make_client(mqtt, mqtt.client_id, will=will, receive_maximum=mqtt.receive_maximum)
         enable_manual_ack(client)
         # A window confirms to each of its huts at once; that is expected, not a stuck publisher.
         client.pending_calls_threshold = 4 * self.config.ingest.window_messages

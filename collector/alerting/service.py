@@ -25,14 +25,13 @@ from typing import Any
 
 import aiomqtt
 from aiohttp import web
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from healthhut.collector.alerting.dispatch import Dispatcher
 from healthhut.collector.alerting.lifecycle import Lifecycle, Policy, Route
 from healthhut.collector.alerting.notification import Attachment, Channel, DeliveryFailed, Notification
 from healthhut.collector.alerting.store import Episode, SqliteAlertStore
 from healthhut.collector.config import AlertingConfig, CollectorConfig, Influx1Config, Influx2Config
+from healthhut.collector.mqtt import make_client
 from healthhut.protocol import Observation
 from healthhut.protocol.topics import ALERTS, hut_topic, shared
 
@@ -133,22 +132,8 @@ class MqttLink:
         mqtt = self.config.mqtt
         delay = 0.5
         while True:
-            properties = Properties(PacketTypes.CONNECT)
-            properties.SessionExpiryInterval = mqtt.session_expiry_s
             try:
-                async with aiomqtt.Client(
-                    mqtt.host,
-                    mqtt.port,
-                    identifier=f"{mqtt.client_id}-alerts",
-                    username=mqtt.username,
-                    password=mqtt.password,
-                    protocol=aiomqtt.ProtocolVersion.V5,
-                    clean_start=False,
-                    properties=properties,
-                    keepalive=mqtt.keepalive,
-                    tls_context=mqtt.tls.ssl_context() if mqtt.tls else None,
-                    timeout=10,
-                ) as client:
+                async with make_client(mqtt, f"{mqtt.client_id}-alerts") as client:
                     await client.subscribe(shared(ACK_TOPIC, f"{mqtt.share_group}-alerts"), qos=1)
                     self.client = client
                     self.connected.set()

@@ -68,7 +68,7 @@ def reading_obs(hut: str, device: Device, kind: Kind, at: float, who: Subject | 
         hut_id=hut,
         device=device,
         received_at=measured,
-        device_seq=int(at * 10),
+        device_seq=int(at * 10) % 10**12,
         subject=who,
     )
 
@@ -407,3 +407,38 @@ async def test_an_ecg_alert_carries_its_strip_from_the_database_on_ecg_paper(
     pixels = image.imread(io.BytesIO(base64.b64decode(picture["data_base64"])), format="png")
     # 10 s at 25 mm/s at 100 dpi is 984 pixels of paper, plus the calibration box and margins.
     assert pixels.shape[1] >= 984
+
+
+async def test_a_trend_alert_carries_its_plot(stack: LocalStack, tmp_path: Path, unique: str) -> None:
+    from matplotlib import image
+
+    from healthhut.collector.alerting.lifecycle import Lifecycle, Policy, Route
+    from healthhut.collector.alerting.store import SqliteAlertStore
+
+    store = SqliteAlertStore(tmp_path / "trend.sqlite")
+    lifecycle = Lifecycle(store, Policy(confirm_min_gap_s=0), lambda *_: [Route("webhook")])
+    hut, who = f"hut-{unique}", subject(9)
+    readings = [
+        reading_obs(
+            hut,
+            CUFF,
+            Kind.BLOOD_PRESSURE,
+            day * 86400.0 - 20 * 86400,
+            who,
+            systolic=118 + day % 3,
+            diastolic=78,
+            pulse_rate=70,
+        )
+        for day in range(10)
+    ]
+    readings.append(reading_obs(hut, CUFF, Kind.BLOOD_PRESSURE, 0, who, systolic=150, diastolic=85, pulse_rate=72))
+    readings.append(reading_obs(hut, CUFF, Kind.BLOOD_PRESSURE, 60, who, systolic=152, diastolic=86, pulse_rate=72))
+    lifecycle.observe(readings, time.time())
+    (trend,) = [i for i in store.outbox() if i.document.get("rule") == "trend.systolic_rise"]
+    service = AlertService(config(stack, tmp_path, unique, {}))
+    try:
+        (picture,) = await service.render(trend.document["attach"])
+    finally:
+        await service.close()
+    assert picture.filename == "trend.png" and picture.content_type == "image/png"
+    assert image.imread(io.BytesIO(picture.data), format="png").shape[:2] == (450, 800)
