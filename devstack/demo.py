@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import ipaddress
 import json
 import os
 import secrets
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -845,6 +847,21 @@ async def _play_all(
     return results
 
 
+def _webhook_allowed(url: str) -> bool:
+    """What the collector's webhook channel accepts (it says so too, but only in its log)."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme == "https" and parsed.hostname:
+        return True
+    if parsed.scheme != "http" or not parsed.hostname:
+        return False
+    if parsed.hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(parsed.hostname).is_loopback
+    except ValueError:
+        return False
+
+
 def run_scenarios(names: Sequence[str], alert_webhook: str | None, keep: bool) -> int:
     chosen = list(SCENARIOS) if "all" in names else list(dict.fromkeys(names))
     with tempfile.TemporaryDirectory(prefix="healthhut-demo-") as tmp:
@@ -892,6 +909,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     if args.scenario:
+        if args.alert_webhook and not _webhook_allowed(args.alert_webhook):
+            parser.error("--alert-webhook must be https, or http to a loopback address: the alerts hold health values")
         return run_scenarios(args.scenario, args.alert_webhook, args.keep)
     if args.alert_webhook:
         parser.error("--alert-webhook goes with --scenario")

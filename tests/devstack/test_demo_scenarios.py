@@ -53,6 +53,11 @@ def check_result(result: ScenarioResult, lines: list[str]) -> None:
         assert document["hut_id"] == result.hut_id and document["message"] and document["message_en"]
         latency = alert.latency_s
         assert latency is not None and 0 <= latency < 30, document
+    # Privacy: the programs' logs (INFO) name neither the resident nor their pseudonym.
+    pseudonyms = {str(a.document["subject"]) for a in result.alerts if a.document.get("subject")}
+    for program, log in result.logs.items():
+        assert spec.resident.code not in log.upper(), program
+        assert not any(p in log for p in pseudonyms), program
     # The webhook's alerts went out on MQTT too: the same alert ids and events.
     assert {a.key for a in result.alerts} == {a.key for a in result.mqtt_alerts}
     # Redelivery: every observation message sent again, each confirmed as stored again, nothing new.
@@ -142,6 +147,7 @@ def test_the_command_line_refuses_what_it_cannot_do(capsys: pytest.CaptureFixtur
     for args, message in (
         (["--scenario", "flu"], "invalid choice: 'flu'"),
         (["--alert-webhook", "https://example.org/hook"], "--alert-webhook goes with --scenario"),
+        (["--scenario", "normal", "--alert-webhook", "http://example.org/hook"], "must be https, or http to a loop"),
     ):
         with pytest.raises(SystemExit) as refused:
             main(args)
