@@ -289,8 +289,11 @@ class ScenarioResult:
 
 
 def _write_secret(path: Path, nbytes: int) -> None:
-    path.write_text(secrets.token_hex(nbytes) + "\n")
-    path.chmod(0o600)
+    """A random hex key, readable by its owner only from the moment it exists."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with os.fdopen(descriptor, "w") as key:
+        key.write(secrets.token_hex(nbytes) + "\n")
 
 
 def _toml(value: str | int | float) -> str:
@@ -610,11 +613,13 @@ class ScenarioRun:
                 url = await resources.enter_async_context(webhook_receiver(self.secret, self.watch))
             self.say(f"scenario {self.scenario.name}: {self.scenario.description}")
             self.say(f"  hut {self.hut_id}; alerts go to {url}, signed with the key in {self.secret_file}")
-            programs = resources.enter_context(Programs(self.folder / "logs"))
             bluez: FakeBlueZ | None = None
             if any(d.link == "ble" for d in self.scenario.devices):
                 bluez = await asyncio.to_thread(FakeBlueZ(self.folder / "bluez").start)
-                resources.callback(bluez.stop)
+                resources.push_async_callback(asyncio.to_thread, bluez.stop)
+            # Stopped before the fake BlueZ: the programs first let go of its bus.
+            programs = Programs(self.folder / "logs")
+            resources.push_async_callback(asyncio.to_thread, programs.stop_all)
             try:
                 result = await self._run(programs, bluez, url)
             except (RuntimeError, ServerError, TimeoutError) as exc:

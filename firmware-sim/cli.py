@@ -59,6 +59,8 @@ examples:
   hut-sim play contec-cms50 --link serial --port /dev/ttyUSB1       # bench test over a USB-serial loopback
   hut-sim play healthypi --link /tmp/healthypi --scenario atrial-fibrillation
   hut-sim play healthypi --link /tmp/healthypi --pulse-rate 64 --pause-every 8
+  hut-sim play healthypi --link /tmp/healthypi --fault leads-off   # electrodes off 4 s in every 10
+  hut-sim play healthypi --link /tmp/healthypi --fault motion      # a fidgeting resident: motion_artifact
   hut-sim play healthypi --board v5 --link /tmp/healthypi5 --pulse-rate 64 --spo2 95  # HealthyPi 5, 128/s
   hut-sim play ble-blood-pressure --link ble --scenario hypertensive-crisis --interval 20
       # prints DBUS_SYSTEM_BUS_ADDRESS=...: start hut-gateway with that in its environment
