@@ -111,11 +111,15 @@ async def _run(config_path: Path) -> None:
     from healthhut.protocol.sdnotify import Notifier, keep_notifying
 
     config = load_config(config_path)
+    # Before anything that needs closing: a secret file that cannot be read is a config error.
+    try:
+        alerts = AlertService(config) if config.alerting.enabled else None
+    except (ValueError, OSError) as exc:
+        raise ConfigError(config_path, "alerting", str(exc)) from exc
     writer = make_writer(config.storage)
     if isinstance(writer, Influx1Writer):
         await writer.ensure_database()
     store = DeadLetterStore(config.dead_letters.path, config.dead_letters.max_payload_bytes)
-    alerts = AlertService(config) if config.alerting.enabled else None
     ingest = Ingest(config, writer, store, alerts=alerts)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -300,7 +304,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hut-collector: config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(args.log_level, args.log_format)
-    asyncio.run(_run(config_path))
+    try:
+        asyncio.run(_run(config_path))
+    except ConfigError as exc:
+        print(f"hut-collector: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     return EXIT_OK
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from healthhut.collector.alerting.model import Audience
 from healthhut.protocol.configfile import FrozenConfig, TlsConfig, load_toml
@@ -86,6 +86,14 @@ class SequenceConfig(FrozenConfig):
 
 class WebhookConfig(FrozenConfig):
     url: str = Field(pattern=r"^https?://")
+
+    @field_validator("url")
+    @classmethod
+    def _reachable_safely(cls, url: str) -> str:
+        from healthhut.collector.alerting.channels import check_webhook_url
+
+        return check_webhook_url(url)
+
     # The HMAC-SHA256 key the receiver checks signatures with (the file's bytes, stripped).
     secret_file: Path
     timeout_s: float = Field(default=10.0, gt=0)

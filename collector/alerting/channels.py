@@ -103,6 +103,17 @@ def _is_loopback(host: str | None) -> bool:
         return False
 
 
+def check_webhook_url(url: str) -> str:
+    """``url`` if a webhook may be sent there: http(s) with a host, and plain http only to loopback (the
+    body holds health values). ValueError otherwise; the config loader uses this too."""
+    parsed = URL(url)
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError(f"webhook url must be an http(s) URL with a host, not {url!r}")
+    if parsed.scheme == "http" and not _is_loopback(parsed.host):
+        raise ValueError(f"webhook url {url!r} must use https: plain http is only for a loopback receiver")
+    return url
+
+
 class WebhookChannel:
     """POSTs the alert document as JSON, signed with HMAC-SHA256 over ``"<timestamp>." + body``.
 
@@ -111,11 +122,7 @@ class WebhookChannel:
     """
 
     def __init__(self, url: str, secret: bytes, *, timeout_s: float = 10.0, name: str = "webhook") -> None:
-        parsed = URL(url)
-        if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise ValueError(f"webhook url must be an http(s) URL with a host, not {url!r}")
-        if parsed.scheme == "http" and not _is_loopback(parsed.host):
-            raise ValueError(f"webhook url {url!r} must use https: plain http is only for a loopback receiver")
+        parsed = URL(check_webhook_url(url))
         if not secret:
             raise ValueError("webhook secret must not be empty")
         self.name = name

@@ -90,7 +90,10 @@ def subject_key(observation: Observation) -> str:
 
 
 def device_key(observation: Observation) -> str:
-    return f"device:{observation.hut_id}/{observation.device.driver}/{observation.device.device_id}"
+    """A device's failures are counted per kind of reading: a board whose ECG leads are off still measures
+    temperature well, and those good readings must not clear the ECG's count."""
+    device = observation.device
+    return f"device:{observation.hut_id}/{device.driver}/{device.device_id}/{observation.kind.value}"
 
 
 def _values(observation: Observation) -> dict[str, dict[str, Any]]:
@@ -267,6 +270,11 @@ class Lifecycle:
             confirmed = self.policy.confirm_min_gap_s <= abs(gap) <= self.policy.confirm_window_s
             if confirmed or result.alerts_at_once:
                 self._start_firing(tx, episode, now, outcome)
+            elif abs(gap) > self.policy.confirm_window_s:
+                # Too far from the first reading to confirm it (an old stored record, or a repeat long
+                # after): this reading becomes the one to confirm, and the hut is asked again.
+                episode.opened_measured_at, episode.opened_at = measured, now
+                self._command(tx, observation, "confirm", list(result.quality), now, outcome)
         elif episode.state == "resolving":
             episode.state, episode.resolve_at = "firing", None  # still one episode; nobody was told it ended
         elif _RANK[episode.severity] > _RANK[previous]:

@@ -161,6 +161,15 @@ def test_a_repeat_too_soon_does_not_confirm_and_one_too_late_opens_a_new_episode
     assert h.sent() == [] and len(h.commands()) == 2
 
 
+def test_a_repeat_too_far_from_an_old_first_reading_becomes_the_reading_to_confirm(h: Harness) -> None:
+    h.feed(bp(180, 100, at=-3 * 86400))  # a record measured days ago, uploaded now
+    h.feed(bp(180, 101, at=0), after=5)  # today's reading cannot confirm it ...
+    assert h.sent() == [] and len(h.commands()) == 2
+    h.feed(bp(180, 102, at=60), after=60)  # ... but today's repeat confirms today's reading
+    (alert,) = h.sent()
+    assert alert["rule"] == "bp.grade_3"
+
+
 def test_a_firing_alert_is_not_repeated_per_reading_but_a_worse_one_is_told(h: Harness) -> None:
     h.feed(bp(180, 100))
     h.feed(bp(180, 100, at=60), after=60)
@@ -245,7 +254,11 @@ def test_a_lead_off_strip_asks_for_a_remeasure_and_a_device_that_keeps_failing_r
     assert h.sent("email")[0]["_recipients"] == ("technician-level0@example.org",)
     h.feed(lead_off(90), after=30)
     assert len(h.sent()) == 1  # deduplicated
-    h.feed(obs(Kind.ECG, 120, heart_rate=72, rr_intervals=(830.0, 835.0)), after=30)
+    # A good reading of another kind from the same device does not clear the ECG's failures ...
+    h.feed(obs(Kind.BODY_TEMPERATURE, 100, temperature=36.6), after=10)
+    assert [a["event"] for a in h.sent()] == ["fired"]
+    # ... a good ECG strip does.
+    h.feed(obs(Kind.ECG, 120, heart_rate=72, rr_intervals=(830.0, 835.0)), after=20)
     assert [a["event"] for a in h.sent()] == ["fired", "resolved"]
     assert all(a["audience"] == "technician" for a in h.sent())
 

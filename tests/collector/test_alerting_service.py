@@ -442,3 +442,24 @@ async def test_a_trend_alert_carries_its_plot(stack: LocalStack, tmp_path: Path,
         await service.close()
     assert picture.filename == "trend.png" and picture.content_type == "image/png"
     assert image.imread(io.BytesIO(picture.data), format="png").shape[:2] == (450, 800)
+
+
+def test_a_webhook_that_would_send_health_values_in_clear_is_a_config_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from healthhut.collector.cli import main
+    from healthhut.protocol.cli import EXIT_CONFIG
+
+    base = f'[storage]\ntype = "influxdb1"\n[dead_letters]\npath = "{tmp_path / "dead.sqlite"}"\n'
+    clear = tmp_path / "clear.toml"
+    clear.write_text(base + '[alerting.webhook]\nurl = "http://alerts.example.org/in"\nsecret_file = "k"\n')
+    assert main(["check-config", str(clear)]) == EXIT_CONFIG
+    error = capsys.readouterr().err
+    assert "clear.toml:6" in error and "alerting.webhook.url" in error and "https" in error
+    # A secret file that cannot be read: a config error naming it, before anything starts.
+    missing = tmp_path / "missing.toml"
+    missing.write_text(
+        base + f'[alerting.webhook]\nurl = "https://alerts.example.org/in"\nsecret_file = "{tmp_path / "nope"}"\n'
+    )
+    assert main(["run", "--config", str(missing)]) == EXIT_CONFIG
+    assert "cannot read the webhook secret" in capsys.readouterr().err
