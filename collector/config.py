@@ -143,6 +143,8 @@ class AlertingConfig(FrozenConfig):
     flap_window_s: float = Field(default=1800.0, ge=0)
     device_failures: int = Field(default=3, ge=1)
     device_failure_window_s: float = Field(default=3600.0, gt=0)
+    # One visit's readings add up to the partial NEWS2 total.
+    visit_window_s: float = Field(default=1800.0, gt=0)
     tick_s: float = Field(default=5.0, gt=0)
     # Delivery: attempts per notification before it is dead-lettered, with exponential backoff between.
     max_attempts: int = Field(default=10, ge=1)

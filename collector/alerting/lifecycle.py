@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from healthhut.collector.alerting import news2
 from healthhut.collector.alerting.model import Action, Audience, RuleResult, Severity, SubjectProfile
 from healthhut.collector.alerting.rules import evaluate, evaluate_anonymous
 from healthhut.collector.alerting.store import AlertStore, AlertTransaction, Episode
@@ -56,6 +57,8 @@ class Policy:
     flap_window_s: float = 1800.0
     device_failures: int = 3
     device_failure_window_s: float = 3600.0
+    # One visit's readings, for the partial NEWS2 total.
+    visit_window_s: float = 1800.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +178,10 @@ class Lifecycle:
         self._device_recovered(tx, observation, now, outcome)
         key = subject_key(observation)
         attach: dict[str, dict[str, Any]] = {}
+        if profile is not None:
+            total = self._news2_total(tx, observation, key, profile)
+            if total is not None:
+                results.append(total)
         trend = self._trend(tx, observation, key)
         if trend is not None:
             results.append(trend[0])
@@ -187,6 +194,37 @@ class Lifecycle:
         for episode in tx.open_episodes(key):
             if episode.kind == observation.kind.value and episode.rule not in fired:
                 self._normal(tx, episode, observation, now, outcome)
+
+    def _news2_total(
+        self, tx: AlertTransaction, observation: Observation, key: str, profile: SubjectProfile
+    ) -> RuleResult | None:
+        """The partial NEWS2 of the subject's visit: each parameter's latest reading within
+        ``visit_window_s`` before this one. Only a total of 5 or more (the RCP's urgent and emergency
+        responses) alerts: a lower total is a ward-based response, and a single red cell alerts as a
+        parameter rule by itself."""
+        if not news2.applies(profile):
+            return None
+        measured = observation.measured_at.timestamp()
+        for parameter, sources in news2.SOURCES.items():
+            for kind, name in sources:
+                quantity = observation.values.get(name)
+                if observation.kind is kind and quantity is not None and not isinstance(quantity.value, list):
+                    tx.add_history(key, f"news2.{parameter}", measured, quantity.value)
+                    break
+        found: dict[str, float] = {}
+        for parameter in news2.SOURCES:
+            recent = [
+                (at, value)
+                for at, value in tx.history(key, f"news2.{parameter}", measured - self.policy.visit_window_s)
+                if at <= measured
+            ]
+            if recent:
+                found[parameter] = recent[-1][1]
+        partial = news2.partial_from_values(profile, **found)
+        result = partial.result() if partial is not None else None
+        if result is None or _RANK[result.severity.value] < _RANK[Severity.URGENT.value]:
+            return None
+        return result
 
     def _trend(
         self, tx: AlertTransaction, observation: Observation, key: str

@@ -276,6 +276,7 @@ class AlertService:
             flap_window_s=alerting.flap_window_s,
             device_failures=alerting.device_failures,
             device_failure_window_s=alerting.device_failure_window_s,
+            visit_window_s=alerting.visit_window_s,
         )
         router = make_router(alerting, webhook="webhook" in channels, email="email" in channels, mqtt=alerting.mqtt)
         public = alerting.http.public_url if alerting.http is not None else None

@@ -313,3 +313,25 @@ def test_atrial_fibrillation_alerts_carry_the_strip_to_draw(h: Harness) -> None:
     strip = alert["attach"]["ecg_strip"]
     assert strip["rr_intervals"] == list(rr) and strip["hut_id"] == HUT
     assert "rr_intervals" not in alert["values"]
+
+
+def test_a_visits_partial_news2_total_of_five_alerts_though_no_single_parameter_is_red(h: Harness) -> None:
+    h.feed(obs(Kind.SPO2, 0, spo2=93, pulse_rate=95))  # 2 + 1
+    h.feed(bp(105, 70, at=60), after=60)  # systolic 1 (pulse 70 from the cuff is now the latest: 0)
+    h.feed(obs(Kind.HEART_RATE, 90, heart_rate=96), after=30)  # pulse 1 again
+    assert h.sent() == []
+    h.feed(obs(Kind.BODY_TEMPERATURE, 120, temperature=38.5), after=30)  # 1: total 5, urgent, to confirm
+    assert h.sent() == [] and h.commands()[-1]["reason"] == "confirm"
+    h.feed(obs(Kind.BODY_TEMPERATURE, 240, temperature=38.6), after=120)
+    (alert,) = h.sent()
+    assert alert["rule"] == "news2.partial_total" and alert["severity"] == "urgent"
+    assert "部分 NEWS2 总分 5" in alert["message"] and "partial NEWS2" in alert["message_en"]
+    assert {e["name"] for e in alert["evidence"]} == {"spo2", "systolic", "pulse", "temperature"}
+
+
+def test_readings_outside_the_visit_window_do_not_add_up(h: Harness) -> None:
+    h.feed(obs(Kind.SPO2, 0, spo2=93, pulse_rate=95))
+    h.feed(bp(105, 70, at=3600), after=3600)
+    h.feed(obs(Kind.BODY_TEMPERATURE, 3700, temperature=38.5), after=100)
+    h.feed(obs(Kind.BODY_TEMPERATURE, 3820, temperature=38.5), after=120)
+    assert h.sent() == []
