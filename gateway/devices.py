@@ -290,11 +290,21 @@ class DeviceSession:
         if self.residents is None:
             return None, frozenset()
         trusted = reading.measured_at if Flag.CLOCK_UNVERIFIED not in clock_flags else None
+        if trusted is None and reading.measured_at is not None and self.keeps_records:
+            # A meter's memory holds readings of earlier days, sent again at each connection: without a
+            # trusted device time nothing says this one was taken by whoever is signed in now.
+            log.warning("device %s: a stored record without a trusted time is kept anonymous", self.config.name)
+            return None, frozenset()
         attribution = self.residents.attribute(now, trusted)
         if attribution.conflict:
             log.warning("device %s: a reading between two residents' sessions is kept anonymous", self.config.name)
             return None, frozenset({Flag.SUBJECT_CONFLICT})
         return attribution.subject, frozenset()
+
+    @property
+    def keeps_records(self) -> bool:
+        """The device keeps a memory of past readings and sends them (a glucose meter's RACP store)."""
+        return self.spec.ble is not None and self.spec.ble.racp
 
     async def _observe(
         self,

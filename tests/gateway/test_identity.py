@@ -202,3 +202,47 @@ async def test_kiosk_api_refuses_bad_fields_without_quoting_them(
 async def test_the_kiosk_api_listens_on_loopback_only(key_file: Path) -> None:
     with pytest.raises(ValueError, match="loopback"):
         await KioskApi(SessionBook(), PseudonymKey.load(key_file)).serve("0.0.0.0", 0)
+
+
+def test_a_stored_record_without_a_trusted_time_is_not_given_to_whoever_is_signed_in(tmp_path: Path) -> None:
+    from healthhut.drivers import get_driver
+    from healthhut.gateway.clock import ClockCheck
+    from healthhut.gateway.devices import DeviceSession
+    from healthhut.gateway.outbox import Outbox, gap_item
+    from healthhut.gateway.spool import MemorySpool
+    from healthhut.gateway.state import GatewayState
+    from healthhut.protocol import Flag, Kind, Quantity, Reading
+
+    book = SessionBook(idle_timeout=timedelta(minutes=5), ambiguity=timedelta(seconds=10), clock=lambda: T0)
+    book.start("ab" * 32, Profile(None, "70-79y", "female", frozenset()), "kiosk", at=T0)
+
+    def session(driver: str) -> DeviceSession:
+        spec = get_driver(driver)
+        config = spec.config_model.model_validate({"driver": driver, "name": "d-1", "address": "C0:FF:EE:00:00:02"})
+        return DeviceSession(
+            config,
+            spec,
+            hut_id="hut-1",
+            state=GatewayState(tmp_path / driver),
+            outbox=Outbox(MemorySpool(10**6, gap_item)),
+            clock_check=ClockCheck(timedelta(seconds=300), probe=lambda: True),
+            residents=book,
+        )
+
+    now = T0 + timedelta(minutes=1)
+    old = Reading(
+        kind=Kind.BLOOD_GLUCOSE, values={"glucose": Quantity(3.2, "mmol/L")}, measured_at=T0 - timedelta(days=3)
+    )
+    unverified = frozenset({Flag.CLOCK_UNVERIFIED})
+    meter, cuff = session("ble-glucose"), session("ble-blood-pressure")
+    assert meter.keeps_records and not cuff.keeps_records
+    assert meter._attribute(old, now, unverified) == (None, frozenset())
+    # A cuff keeps no records: what it sends it has just measured, so arrival time decides.
+    subject, _ = cuff._attribute(old, now, unverified)
+    assert subject is not None and subject.pseudonym == "ab" * 32
+    # With a trusted time the meter's record is placed by it: three days ago nobody was signed in.
+    trusted_old = Reading(
+        kind=Kind.BLOOD_GLUCOSE, values={"glucose": Quantity(3.2, "mmol/L")}, measured_at=now - timedelta(seconds=30)
+    )
+    subject, _ = meter._attribute(trusted_old, now, frozenset())
+    assert subject is not None
