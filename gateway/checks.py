@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from healthhut.gateway.dsp.spot import check_reading
 from healthhut.protocol import KINDS, Finding, Flag, Kind, Quantity, Reading
@@ -76,6 +77,49 @@ def _analyse(reading: Reading, mains_hz: float) -> StripAnalysis | None:
     reasons = tuple(f"{reading.kind.value} strip: {flag.value}" for flag in sorted(flags))
     summary = Reading(kind=reading.kind, values=values, flags=flags, measured_at=reading.measured_at)
     return StripAnalysis(summary, Verdict(flags, fit and bool(values.keys() - {"signal_quality"}), reasons, findings))
+
+
+class RhythmHistory:
+    """The RR intervals of one device's recent consecutive ECG strips of one resident, so that atrial
+    fibrillation is judged on enough intervals when a single strip has too few: Dash et al.'s statistics
+    need at least 20 (``AF_MIN_INTERVALS``), and a 10 s strip at 110 /min holds about 17.
+
+    The history restarts when the strips stop following each other (a gap, a new connection), when the
+    resident changes, and after a strip unfit for alerting, so intervals are only ever joined across one
+    continuous recording of one person. At most the latest 64 intervals are judged (one segment).
+    """
+
+    def __init__(self) -> None:
+        from healthhut.gateway.dsp.rhythm import AF_SEGMENT_INTERVALS
+
+        self._rr: deque[float] = deque(maxlen=AF_SEGMENT_INTERVALS)
+        self._key: object = None
+
+    def judge(self, analysis: StripAnalysis, key: object) -> StripAnalysis:
+        """``analysis`` with possible AF added when the joined intervals are irregularly irregular and the
+        strip alone had too few to say; ``key`` names the recording (changes restart the history)."""
+        from healthhut.gateway.dsp.rhythm import AF_MIN_INTERVALS, irregularity
+
+        summary, verdict = analysis.summary, analysis.verdict
+        if key != self._key or not verdict.fit_for_alerting:
+            self._rr.clear()
+            self._key = key
+        if not verdict.fit_for_alerting:
+            return analysis
+        quantity = summary.values.get("rr_intervals")
+        rr = list(quantity.value) if quantity is not None and isinstance(quantity.value, tuple) else []
+        self._rr.extend(rr)
+        if Finding.POSSIBLE_AF in verdict.findings or len(rr) >= AF_MIN_INTERVALS or len(self._rr) < AF_MIN_INTERVALS:
+            return analysis
+        import numpy as np
+
+        if not irregularity(np.asarray(self._rr)).irregularly_irregular:
+            return analysis
+        flags = verdict.flags | {Flag.IRREGULAR_PULSE}
+        return StripAnalysis(
+            replace(summary, flags=flags),
+            replace(verdict, flags=flags, findings=verdict.findings | {Finding.POSSIBLE_AF}),
+        )
 
 
 # One analysis thread, and at most this many strips waiting for it: a Pi that falls behind skips the

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from healthhut.drivers import DeviceConfig, DriverSpec, GattDecoder, IdentityDecoder, StreamDecoder
 from healthhut.drivers.gatt.racp import racp_report_after, racp_report_all
 from healthhut.gateway.backoff import Backoff
-from healthhut.gateway.checks import Verdict, analyse_strip, check_spot
+from healthhut.gateway.checks import RhythmHistory, Verdict, analyse_strip, check_spot
 from healthhut.gateway.clock import ClockCheck
 from healthhut.gateway.identity import Profile, SessionBook
 from healthhut.gateway.outbox import Outbox
@@ -77,6 +77,9 @@ class DeviceSession:
         self.last_contact: datetime | None = None
         self.connected = False
         self._last_report: dict[Kind, float] = {}
+        # Rhythm over consecutive ECG strips, and a number for each continuous recording.
+        self._rhythm = RhythmHistory()
+        self._recording = 0
         # Where the next clockless strip starts: strips of one connection follow each other exactly.
         self._next_strip_start: dict[str, datetime] = {}
 
@@ -260,6 +263,9 @@ class DeviceSession:
         subject, subject_flags = self._attribute(reading, now, clock_flags)
         clock_flags = clock_flags | subject_flags
         if reading.strip is not None:
+            expected = self._next_strip_start.get(reading.strip.channel)
+            start = self._strip_start(reading.strip.channel, now, len(reading.strip.raw) / reading.strip.fs)
+            contiguous = expected is not None and start == expected
             strip = strip_from_reading(
                 reading,
                 hut_id=self.hut_id,
@@ -267,12 +273,17 @@ class DeviceSession:
                 received_at=now,
                 device_seq=self.state.next_device_seq(self.config.name),
                 seq_epoch=self.state.epoch,
-                start=self._strip_start(reading.strip.channel, now, len(reading.strip.raw) / reading.strip.fs),
+                start=start,
                 extra_flags=clock_flags,
                 subject=subject,
             )
             await self.outbox.strip(strip)
             analysis = await analyse_strip(reading, self.mains_hz)
+            if analysis is not None and reading.kind is Kind.ECG:
+                if not contiguous:
+                    self._recording += 1
+                who = subject.pseudonym if subject is not None else None
+                analysis = self._rhythm.judge(analysis, (who, reading.strip.channel, self._recording))
             if analysis is not None:
                 await self._observe(analysis.summary, analysis.verdict, clock_flags, now, subject)
             return
