@@ -15,7 +15,8 @@ from types import MappingProxyType
 
 from healthhut.drivers.healthypi.codec import ECG_UV_PER_COUNT, SAMPLE_RATE_HZ, HealthyPiFrame
 from healthhut.firmware_sim.encoders.overrides import FrameOverrides
-from healthhut.firmware_sim.signals import EcgGenerator, MotionArtifact, PpgGenerator, Rhythm
+from healthhut.firmware_sim.encoders.wearer import Wearer
+from healthhut.firmware_sim.signals import EcgGenerator, PpgGenerator, Rhythm
 
 __all__ = ["LEADS_OFF_STATUS", "SAMPLE_RATE_HZ", "HealthyPiStream", "encode_packet"]
 
@@ -93,7 +94,7 @@ def ratio_of_ratios(spo2: float) -> float:
     return (110 - spo2) / 25
 
 
-class HealthyPiStream:
+class HealthyPiStream(Wearer):
     """A HealthyPi v4 at 125 packets/s with a set heart rate, SpO2, respiration rate and temperature.
 
     :meth:`leads_off` and :meth:`leads_on` model the ECG cable; :meth:`start_moving` and :meth:`stop_moving`
@@ -129,11 +130,7 @@ class HealthyPiStream:
         self._ecg = EcgGenerator(SAMPLE_RATE_HZ, heart_rate, self._rng, rhythm=rhythm, pause_every=pause_every)
         self._ppg = PpgGenerator(SAMPLE_RATE_HZ, heart_rate, self._rng, rhythm=rhythm, pause_every=pause_every)
         self._overrides = FrameOverrides(FIELD_RANGES, "packet field")
-        self._leads_on = True
-        # Made when the resident first moves, so that a still resident's stream is what it always was.
-        self._finger_motion: MotionArtifact | None = None
-        self._electrode_motion: MotionArtifact | None = None
-        self._moving = False
+        self._wear()
         self._packet_index = 0
         self._breath_phase = 0.0
         self._breaths = 0
@@ -142,33 +139,6 @@ class HealthyPiStream:
         self._shown_rr = 0
         self._shown_spo2 = 0
         self._shown_temperature = 0
-
-    @property
-    def leads_attached(self) -> bool:
-        return self._leads_on
-
-    def leads_off(self) -> None:
-        self._leads_on = False
-
-    def leads_on(self) -> None:
-        if not self._leads_on:
-            self._leads_on = True
-            # The firmware's heart-rate search starts over after 3 s without a peak.
-            self._r_peaks = 0
-            self._shown_hr = 0
-
-    @property
-    def moving(self) -> bool:
-        return self._moving
-
-    def start_moving(self) -> None:
-        if self._finger_motion is None or self._electrode_motion is None:
-            self._finger_motion = MotionArtifact(SAMPLE_RATE_HZ, self._rng)
-            self._electrode_motion = MotionArtifact(SAMPLE_RATE_HZ, self._rng)
-        self._moving = True
-
-    def stop_moving(self) -> None:
-        self._moving = False
 
     def override(self, frames: int, fields: Mapping[str, int]) -> None:
         """Send ``fields`` (packet field names to raw values) in the next ``frames`` packets."""

@@ -32,7 +32,8 @@ from healthhut.firmware_sim.encoders.healthypi import (
     ratio_of_ratios,
 )
 from healthhut.firmware_sim.encoders.overrides import FrameOverrides
-from healthhut.firmware_sim.signals import EcgGenerator, MotionArtifact, PpgGenerator, Rhythm
+from healthhut.firmware_sim.encoders.wearer import Wearer
+from healthhut.firmware_sim.signals import EcgGenerator, PpgGenerator, Rhythm
 
 __all__ = ["FIELD_RANGES", "SAMPLE_RATE_HZ", "HealthyPi5Stream", "encode_packet"]
 
@@ -88,7 +89,7 @@ BIOZ_AMPLITUDE = 2_000
 LEADS_OFF_ECG = ECG_COUNTS.stop - 1
 
 
-class HealthyPi5Stream:
+class HealthyPi5Stream(Wearer):
     """A HealthyPi 5 at 128 packets/s with a set heart rate, SpO2, respiration rate and temperature.
 
     ``rhythm`` and ``pause_every`` shape the ECG and the pulse (:class:`BeatClock`); ``ecg_gain`` is the
@@ -127,11 +128,7 @@ class HealthyPi5Stream:
         self._ecg = EcgGenerator(SAMPLE_RATE_HZ, heart_rate, self._rng, rhythm=rhythm, pause_every=pause_every)
         self._ppg = PpgGenerator(SAMPLE_RATE_HZ, heart_rate, self._rng, rhythm=rhythm, pause_every=pause_every)
         self._overrides = FrameOverrides(FIELD_RANGES, "packet field")
-        self._leads_on = True
-        # Made when the resident first moves, so that a still resident's stream is what it always was.
-        self._finger_motion: MotionArtifact | None = None
-        self._electrode_motion: MotionArtifact | None = None
-        self._moving = False
+        self._wear()
         self._packet_index = 0
         self._breath_phase = 0.0
         self._breaths = 0
@@ -141,32 +138,6 @@ class HealthyPi5Stream:
         self._shown_rr = 0
         self._shown_spo2 = 0
         self._shown_temperature = 0
-
-    @property
-    def leads_attached(self) -> bool:
-        return self._leads_on
-
-    def leads_off(self) -> None:
-        self._leads_on = False
-
-    def leads_on(self) -> None:
-        if not self._leads_on:
-            self._leads_on = True
-            self._r_peaks = 0
-            self._shown_hr = 0
-
-    @property
-    def moving(self) -> bool:
-        return self._moving
-
-    def start_moving(self) -> None:
-        if self._finger_motion is None or self._electrode_motion is None:
-            self._finger_motion = MotionArtifact(SAMPLE_RATE_HZ, self._rng)
-            self._electrode_motion = MotionArtifact(SAMPLE_RATE_HZ, self._rng)
-        self._moving = True
-
-    def stop_moving(self) -> None:
-        self._moving = False
 
     def override(self, frames: int, fields: Mapping[str, int]) -> None:
         """Send ``fields`` (packet field names to raw values) in the next ``frames`` packets."""
