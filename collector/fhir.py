@@ -20,15 +20,13 @@ Observations that follow the PHD IG (http://hl7.org/fhir/uv/phd/):
 
 from __future__ import annotations
 
-import json
-import urllib.parse
-import urllib.request
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from healthhut.collector.config import Influx1Config, Influx2Config
+from healthhut.collector.storage import QueryFailed, query_influxql
 from healthhut.protocol import Kind
 from healthhut.protocol.vocabulary import KINDS, ValueSpec
 
@@ -64,29 +62,6 @@ class StoredObservation:
     fit_for_alerting: bool
 
 
-def _influxql(storage: Influx1Config | Influx2Config, query: str) -> dict[str, Any]:
-    params = {"q": query, "epoch": "ns"}
-    headers = {}
-    if isinstance(storage, Influx1Config):
-        params["db"] = storage.database
-        if storage.username:
-            params |= {"u": storage.username, "p": storage.password or ""}
-    else:
-        params["db"] = storage.bucket
-        headers["Authorization"] = f"Token {storage.token}"
-    url = storage.url.rstrip("/") + "/query?" + urllib.parse.urlencode(params)
-    request = urllib.request.Request(url, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=storage.timeout_s) as response:
-            reply: dict[str, Any] = json.loads(response.read())
-    except (OSError, ValueError) as exc:
-        raise ExportError(f"cannot query {storage.url}: {exc}") from exc
-    for result in reply.get("results", []):
-        if "error" in result:
-            raise ExportError(f"{storage.url} refused the query: {result['error']}")
-    return reply
-
-
 def read_observations(
     storage: Influx1Config | Influx2Config, subject: str, start: datetime, end: datetime
 ) -> list[StoredObservation]:
@@ -99,7 +74,11 @@ def read_observations(
             f'SELECT * FROM "{kind.value}" WHERE "subject" = \'{subject}\' AND "obs_id" <> \'\' '
             f"AND time >= '{start.astimezone(UTC).isoformat()}' AND time < '{end.astimezone(UTC).isoformat()}'"
         )
-        for result in _influxql(storage, query).get("results", []):
+        try:
+            reply = query_influxql(storage, query)
+        except QueryFailed as exc:
+            raise ExportError(str(exc)) from exc
+        for result in reply.get("results", []):
             for series in result.get("series", []):
                 columns = series["columns"]
                 for row in series["values"]:

@@ -1,4 +1,5 @@
-"""Writers to InfluxDB: the v2 write API through influxdb-client, and the 1.x ``/write`` endpoint.
+"""Writers to InfluxDB: the v2 write API through influxdb-client, and the 1.x ``/write`` endpoint; and
+reads by InfluxQL (the FHIR export, and ECG strips for alert pictures).
 
 Both take the same line-protocol lines (see ``collector.points``). A rejected write (4xx) raises
 WriteRejected, which the ingest loop dead-letters; an unreachable or failing server (5xx, timeout)
@@ -7,8 +8,11 @@ raises StorageUnavailable, which the ingest loop retries with backoff without ac
 
 from __future__ import annotations
 
+import json
 import logging
-from typing import Protocol
+import urllib.parse
+import urllib.request
+from typing import Any, Protocol
 
 import aiohttp
 from influxdb_client.client.exceptions import InfluxDBError
@@ -32,6 +36,10 @@ class StorageError(Exception):
 
 class StorageUnavailable(StorageError):
     """Try again later: the server is down, slow, or failing (5xx, 429)."""
+
+
+class QueryFailed(Exception):
+    """A read by InfluxQL failed: the server could not be reached, or it refused the query."""
 
 
 class WriteRejected(StorageError):
@@ -140,3 +148,28 @@ def make_writer(config: Influx1Config | Influx2Config) -> Influx1Writer | Influx
     if isinstance(config, Influx1Config):
         return Influx1Writer(config)
     return Influx2Writer(config)
+
+
+def query_influxql(storage: Influx1Config | Influx2Config, query: str) -> dict[str, Any]:
+    """Read by InfluxQL through ``/query`` (1.x, and 2.x/3.x through their compatibility endpoint);
+    QueryFailed when the server cannot be reached or refuses the query."""
+    params = {"q": query, "epoch": "ns"}
+    headers = {}
+    if isinstance(storage, Influx1Config):
+        params["db"] = storage.database
+        if storage.username:
+            params |= {"u": storage.username, "p": storage.password or ""}
+    else:
+        params["db"] = storage.bucket
+        headers["Authorization"] = f"Token {storage.token}"
+    url = storage.url.rstrip("/") + "/query?" + urllib.parse.urlencode(params)
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=storage.timeout_s) as response:
+            reply: dict[str, Any] = json.loads(response.read())
+    except (OSError, ValueError) as exc:
+        raise QueryFailed(f"cannot query {storage.url}: {exc}") from exc
+    for result in reply.get("results", []):
+        if "error" in result:
+            raise QueryFailed(f"{storage.url} refused the query: {result['error']}")
+    return reply

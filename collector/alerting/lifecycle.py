@@ -33,6 +33,7 @@ from typing import Any
 
 from healthhut.collector.alerting import news2
 from healthhut.collector.alerting.model import Action, Audience, RuleResult, Severity, SubjectProfile
+from healthhut.collector.alerting.quality import reasons_zh
 from healthhut.collector.alerting.rules import evaluate, evaluate_anonymous
 from healthhut.collector.alerting.store import AlertStore, AlertTransaction, Episode
 from healthhut.collector.alerting.trend import BASELINE_WINDOW, RISE_PERCENT, rise_over_baseline
@@ -369,7 +370,7 @@ class Lifecycle:
         if failures < policy.device_failures:
             return
         device = observation.device
-        zh_reasons = result.message.split("（", 1)[-1].split("）", 1)[0]
+        zh_reasons = reasons_zh(result.quality)
         technician = RuleResult(
             rule=DEVICE_RULE,
             kind=observation.kind,
@@ -429,7 +430,8 @@ class Lifecycle:
         policy = self.policy
         with self.store.transaction() as tx:
             repeats: dict[str, list[Episode]] = {}
-            for episode in tx.due(now):
+            candidates = tx.due(now)
+            for episode in candidates:
                 if episode.state == "pending":
                     if now >= episode.opened_at + policy.confirm_window_s:
                         episode.state, episode.resolved_at = "unconfirmed", now
@@ -449,7 +451,7 @@ class Lifecycle:
                         repeats.setdefault(episode.hut_id, []).append(episode)
             for group in repeats.values():
                 group.sort(key=lambda e: (-_RANK[e.severity], e.opened_at))
-                firing = [e for e in tx.due(now) if e.hut_id == group[0].hut_id and e.state == "firing"]
+                firing = [e for e in candidates if e.hut_id == group[0].hut_id and e.state == "firing"]
                 self._notify(tx, group[0], "repeat", now, outcome, group=firing)
                 for episode in group[1:]:
                     episode.last_notified_at = now  # repeated inside the group's notification

@@ -45,9 +45,14 @@ def remeasure_reasons(observation: Observation) -> tuple[str, ...]:
     return tuple(reasons)
 
 
+def reasons_zh(reasons: tuple[str, ...]) -> str:
+    """The quality reasons in Chinese, as a list for a message."""
+    return "、".join(_FLAG_ZH.get(r, "质量检查未通过") for r in reasons)
+
+
 def remeasure(observation: Observation, reasons: tuple[str, ...]) -> RuleResult:
     """The technician-facing "please measure again". It carries no measured value: the hut needs none."""
-    zh = "、".join(_FLAG_ZH.get(r, "质量检查未通过") for r in reasons)
+    zh = reasons_zh(reasons)
     en = ", ".join("failed the gateway's quality checks" if r == NOT_FIT else r.replace("_", " ") for r in reasons)
     return RuleResult(
         rule="quality.remeasure",

@@ -27,11 +27,12 @@ import aiomqtt
 from aiohttp import web
 
 from healthhut.collector.alerting.dispatch import Dispatcher
-from healthhut.collector.alerting.lifecycle import Lifecycle, Policy, Route
+from healthhut.collector.alerting.lifecycle import Lifecycle, Policy, Route, Router
 from healthhut.collector.alerting.notification import Attachment, Channel, DeliveryFailed, Notification
 from healthhut.collector.alerting.store import Episode, SqliteAlertStore
 from healthhut.collector.config import AlertingConfig, CollectorConfig, Influx1Config, Influx2Config
 from healthhut.collector.mqtt import make_client
+from healthhut.collector.storage import query_influxql
 from healthhut.protocol import Observation
 from healthhut.protocol.topics import ALERTS, hut_topic, shared
 
@@ -90,7 +91,7 @@ class AckTokens:
         return found
 
 
-def make_router(config: AlertingConfig, *, webhook: bool, email: bool, mqtt: bool) -> Any:
+def make_router(config: AlertingConfig, *, webhook: bool, email: bool, mqtt: bool) -> Router:
     """Webhook and MQTT carry every event; email goes to the contacts of the episode's audience at its
     escalation level (the highest level there is, once escalation has run out)."""
     levels: dict[str, list[int]] = {}
@@ -197,8 +198,6 @@ class StripReader:
         self.storage = storage
 
     def read(self, spec: Mapping[str, Any]) -> tuple[list[float], float]:
-        from healthhut.collector.fhir import _influxql
-
         end = datetime.fromisoformat(str(spec["end"]).replace("Z", "+00:00"))
         start = end - timedelta(seconds=STRIP_SECONDS + 5)
         tags = {"hut": spec["hut_id"], "driver": spec["driver"], "device": spec["device_id"]}
@@ -207,7 +206,7 @@ class StripReader:
             f'SELECT * FROM "ecg" WHERE {where} AND time >= {int(start.timestamp() * 1e9)} '
             f"AND time <= {int((end + timedelta(seconds=2)).timestamp() * 1e9)} ORDER BY time ASC"
         )
-        reply = _influxql(self.storage, query)
+        reply = query_influxql(self.storage, query)
         columns: list[str] = []
         rows: list[list[Any]] = []
         for result in reply.get("results", []):

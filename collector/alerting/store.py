@@ -91,7 +91,8 @@ class AlertTransaction(Protocol):
     def episode(self, alert_id: str) -> Episode | None: ...
 
     def due(self, now: float) -> list[Episode]:
-        """Open episodes with something to do by ``now``: expiry, repeat, escalation or resolution."""
+        """The open episodes that may have something to do by ``now`` (expiry, repeat, escalation or
+        resolution); a superset is allowed, since the lifecycle decides for each."""
         ...
 
     def add_history(self, subject_key: str, name: str, measured_at: float, value: float) -> None: ...

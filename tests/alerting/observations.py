@@ -32,6 +32,8 @@ UNITS = {
     "rr_intervals": "ms",
 }
 _seq = iter(range(1, 1_000_000))
+SUBJECT = Subject(pseudonym=PSEUDONYM, age_band="70-79")
+DEVICE = Device(driver="test-driver", device_id="dev-1")
 
 
 def observation(
@@ -41,6 +43,9 @@ def observation(
     fit_for_alerting: bool = True,
     findings: frozenset[Finding] = frozenset(),
     measured_at: datetime = T0,
+    subject: Subject | None = SUBJECT,
+    device: Device = DEVICE,
+    hut_id: str = HUT,
     **values: float | tuple[float, ...],
 ) -> Observation:
     reading = Reading(
@@ -51,11 +56,11 @@ def observation(
     )
     return observation_from_reading(
         reading,
-        hut_id=HUT,
-        device=Device(driver="test-driver", device_id="dev-1"),
+        hut_id=hut_id,
+        device=device,
         received_at=measured_at,
         device_seq=next(_seq),
-        subject=Subject(pseudonym=PSEUDONYM, age_band="70-79"),
+        subject=subject,
         fit_for_alerting=fit_for_alerting,
         findings=findings,
     )

@@ -3,7 +3,6 @@ acknowledgement, quality gating, redelivery and restarts."""
 
 from __future__ import annotations
 
-import itertools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,34 +10,14 @@ import pytest
 
 from healthhut.collector.alerting.lifecycle import DEVICE_RULE, Lifecycle, Policy, Route
 from healthhut.collector.alerting.store import SqliteAlertStore
-from healthhut.protocol import (
-    Device,
-    Finding,
-    Flag,
-    Kind,
-    Observation,
-    Quantity,
-    Reading,
-    Subject,
-    observation_from_reading,
-)
+from healthhut.protocol import Device, Finding, Flag, Kind, Observation, Subject
+from tests.alerting.observations import observation
 
 HUT = "hut-7"
 OLD = Subject(pseudonym="ab" * 32, age_band="70-79y")
 OTHER = Subject(pseudonym="cd" * 32, age_band="60-69y")
 INFANT = Subject(pseudonym="ef" * 32, age_band="1m")
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
-UNITS = {
-    "systolic": "mm[Hg]",
-    "diastolic": "mm[Hg]",
-    "pulse_rate": "/min",
-    "spo2": "%",
-    "temperature": "Cel",
-    "glucose": "mmol/L",
-    "heart_rate": "/min",
-    "rr_intervals": "ms",
-}
-_seq = itertools.count(1)
 
 
 def obs(
@@ -49,24 +28,18 @@ def obs(
     flags: frozenset[Flag] = frozenset(),
     findings: frozenset[Finding] = frozenset(),
     device: str = "dev-1",
-    **values: float | list[float],
+    **values: float | tuple[float, ...],
 ) -> Observation:
     """A reading measured ``at`` seconds after T0."""
-    measured = T0 + timedelta(seconds=at)
-    reading = Reading(
-        kind=kind,
-        values={name: Quantity(value, UNITS[name]) for name, value in values.items()},
+    return observation(
+        kind,
         flags=flags,
-        measured_at=measured,
-    )
-    return observation_from_reading(
-        reading,
-        hut_id=HUT,
-        device=Device(driver="test", device_id=device),
-        received_at=measured,
-        device_seq=next(_seq),
-        subject=subject,
         findings=findings,
+        measured_at=T0 + timedelta(seconds=at),
+        subject=subject,
+        device=Device(driver="test", device_id=device),
+        hut_id=HUT,
+        **values,
     )
 
 
