@@ -26,6 +26,10 @@ examples:
   hut-collector alerts --config collector.toml              # open alerts
   hut-collector alerts --config collector.toml --dead       # notifications that could not be delivered
   hut-collector pseudonym --key /etc/healthhut/pseudonym.key --lookup 3f2a...e9 --roster clinic-ids.txt
+  hut-collector roster --config collector.toml --hut hut-0001 --file hut-0001.csv --check
+  hut-collector roster --config collector.toml --hut hut-0001 --file hut-0001.csv \\
+      --key /etc/healthhut/pseudonym.key        # a register with resident_id instead of pseudonym
+  hut-collector roster --config collector.toml --hut hut-0001 --clear
   hut-collector export-fhir --config collector.toml --subject 3f2a...e9 \\
       --from 2026-11-01 --to 2026-12-01 --output resident.json
 
@@ -88,6 +92,24 @@ def build_parser() -> argparse.ArgumentParser:
     way.add_argument("--resident", help="print this identifier's pseudonym")
     way.add_argument("--lookup", metavar="PSEUDONYM", help="find this pseudonym's identifier in --roster")
     pseudo.add_argument("--roster", type=Path, help="file of identifiers, one per line (with --lookup)")
+    roster = commands.add_parser(
+        "roster",
+        help="publish a hut's roster of residents' profiles (retained), from a clinic's CSV register",
+        description=(
+            "Reads a CSV register (columns pseudonym or resident_id, birth_date or age_band, sex, clinical; "
+            "see collector/roster.py), checks every line, and publishes it retained to the hut, which then "
+            "knows its residents' profiles by card and refuses cards not on it. No name is ever sent."
+        ),
+        epilog=EXAMPLES,
+        formatter_class=fmt,
+    )
+    roster.add_argument("--config", "-c", type=Path, required=True)
+    roster.add_argument("--hut", required=True, help="the hut's id")
+    what = roster.add_mutually_exclusive_group(required=True)
+    what.add_argument("--file", type=Path, help="the CSV register of the hut's residents")
+    what.add_argument("--clear", action="store_true", help="remove the hut's roster (cards are then not checked)")
+    roster.add_argument("--key", type=Path, help="the pseudonym key, if the register has resident_id")
+    roster.add_argument("--check", action="store_true", help="check the file only; publish nothing")
     fhir = commands.add_parser(
         "export-fhir",
         help="write one subject's observations in a time range as a FHIR R4 Bundle (HL7 PHD IG coding)",
@@ -280,6 +302,35 @@ def _pseudonym(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _roster(args: argparse.Namespace) -> int:
+    import aiomqtt
+
+    from healthhut.collector.config import load_config
+    from healthhut.collector.roster import RosterFileError, publish_roster, read_roster
+    from healthhut.protocol.pseudonym import PseudonymKey, PseudonymKeyError
+    from healthhut.protocol.topics import check_hut_id
+
+    try:
+        check_hut_id(args.hut)
+        key = PseudonymKey.load(args.key) if args.key is not None else None
+        roster = read_roster(args.file, args.hut, key) if args.file is not None else None
+    except (ValueError, PseudonymKeyError, RosterFileError) as exc:
+        print(f"hut-collector: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    count = len(roster.entries) if roster is not None else 0
+    if args.check:
+        print(f"{args.file}: {count} resident(s), OK")
+        return EXIT_OK
+    mqtt = load_config(args.config).mqtt
+    try:
+        asyncio.run(publish_roster(mqtt, mqtt.client_id, args.hut, roster))
+    except aiomqtt.MqttError as exc:
+        print(f"hut-collector: could not publish to {mqtt.host}:{mqtt.port}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"hut {args.hut}: " + (f"roster of {count} resident(s) published" if roster else "roster cleared"))
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "pseudonym":  # needs the key, not the collector's config
@@ -300,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
             return _export_fhir(args)
         if args.command == "alerts":
             return _list_alerts(args)
+        if args.command == "roster":
+            return _roster(args)
     except ConfigError as exc:
         print(f"hut-collector: config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

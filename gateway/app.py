@@ -15,6 +15,7 @@ from healthhut.gateway.config import GatewayConfig
 from healthhut.gateway.devices import DeviceSession
 from healthhut.gateway.identity import SessionBook
 from healthhut.gateway.identity.kiosk import KioskApi
+from healthhut.gateway.identity.roster import HutRoster
 from healthhut.gateway.notify import GatewayLiveness
 from healthhut.gateway.outbox import Outbox, gap_item
 from healthhut.gateway.spool import open_spool
@@ -62,10 +63,13 @@ class Gateway:
         self.kiosk: KioskApi | None = None
         pseudonyms: PseudonymKey | None = None
         if config.identity is not None:
+            roster = HutRoster(config.hut_id, config.state_dir)
             self.residents = SessionBook(
                 idle_timeout=timedelta(seconds=config.identity.idle_timeout_s),
                 ambiguity=timedelta(seconds=config.identity.ambiguity_s),
+                roster=roster,
             )
+            self.uplink.on_roster = roster.update
             pseudonyms = PseudonymKey.load(config.identity.key_file)
             self.kiosk = KioskApi(self.residents, pseudonyms, lambda: tuple(self.uplink.prompts))
         self.sessions = [

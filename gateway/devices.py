@@ -18,7 +18,7 @@ from healthhut.drivers.gatt.racp import racp_report_after, racp_report_all
 from healthhut.gateway.backoff import Backoff
 from healthhut.gateway.checks import RhythmHistory, Verdict, analyse_strip, check_spot
 from healthhut.gateway.clock import ClockCheck
-from healthhut.gateway.identity import Profile, SessionBook
+from healthhut.gateway.identity import SessionBook
 from healthhut.gateway.outbox import Outbox
 from healthhut.gateway.state import GatewayState
 from healthhut.gateway.transports import (
@@ -239,7 +239,7 @@ class DeviceSession:
             codes = decoder.feed(data)
             if decoder.frame_errors != errors and self.residents is not None:
                 what = decoder.errors[-1] if decoder.errors else "an unreadable scan"
-                self.residents.problem(f"{self.config.name}: {what}; please scan again")
+                self.residents.refuse_scan(self.config.name, what)
             for code in codes:
                 self._start_session(code)
 
@@ -250,10 +250,10 @@ class DeviceSession:
         try:
             pseudonym = self.pseudonyms.pseudonym(code)
         except ValueError as exc:  # its message never quotes the code
-            self.residents.problem(f"{self.config.name}: {exc}; please scan again")
+            self.residents.refuse_scan(self.config.name, str(exc))
             return
         self.readings += 1
-        self.residents.start(pseudonym, Profile(), f"scanner:{self.config.name}")
+        self.residents.admit_card(pseudonym, f"scanner:{self.config.name}")
 
     async def handle(self, reading: Reading) -> None:
         """Check one decoded reading and spool it: a strip (and what its analysis found), or a spot

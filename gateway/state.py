@@ -21,6 +21,22 @@ log = logging.getLogger(__name__)
 DEVICE_BLOCK = 1000
 
 
+def durable_replace(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically and durably: write a temporary file, fsync it, rename
+    it over ``path``, fsync the folder. A crash leaves the old file or the new one, never a mix."""
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
 class StateError(Exception):
     def __init__(self, path: Path, message: str) -> None:
         self.path = path
@@ -60,17 +76,7 @@ class GatewayState:
 
     def _save(self) -> None:
         data = {"epoch": self.epoch, "hut_seq": self._hut_seq, "device_limit": self._device_limit}
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w") as handle:
-            json.dump(data, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
-        folder = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
+        durable_replace(self.path, json.dumps(data).encode())
 
     def next_hut_seq(self) -> int:
         """The next per-hut message number, durable before it is returned."""

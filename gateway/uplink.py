@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -77,6 +78,8 @@ class Uplink:
         self.stats = UplinkStats()
         # The collector's latest "please measure again" commands, newest last, for the kiosk to show.
         self.prompts: deque[tuple[datetime, dict[str, Any]]] = deque(maxlen=20)
+        # Takes each copy of the hut's roster (retained, from the collector); None: not subscribed.
+        self.on_roster: Callable[[bytes], object] | None = None
         self._outgoing: dict[int, _Outgoing] = {}
         self._stored: list[int] = []
         self._wake = asyncio.Event()
@@ -134,6 +137,8 @@ class Uplink:
                     log.info("connected to broker %s:%d", mqtt.host, mqtt.port)
                     await client.subscribe(hut_topic(self.hut_id, "ack"), qos=1)
                     await client.subscribe(hut_topic(self.hut_id, "cmd"), qos=1)
+                    if self.on_roster is not None:
+                        await client.subscribe(hut_topic(self.hut_id, "roster"), qos=1)
                     await client.subscribe(COLLECTORS_STATUS, qos=1)
                     puback = PubackWatch(client)
                     try:
@@ -167,6 +172,10 @@ class Uplink:
                 continue
             if message.topic.matches(hut_topic(self.hut_id, "cmd")):
                 self._command(bytes(message.payload))
+                continue
+            if message.topic.matches(hut_topic(self.hut_id, "roster")):
+                if self.on_roster is not None:  # written to disk with an fsync, so off the loop
+                    await asyncio.to_thread(self.on_roster, bytes(message.payload))
                 continue
             try:
                 ack = decode_ack(bytes(message.payload))

@@ -8,8 +8,8 @@ from typing import Literal, get_args
 from healthhut.protocol.errors import ProtocolError
 
 ROOT = "hh/v1"
-# obs, wave, event, status: hut to collector. ack (stored), cmd: collector to hut.
-Channel = Literal["obs", "wave", "event", "status", "ack", "cmd"]
+# obs, wave, event, status: hut to collector. ack (stored), cmd, roster (retained): collector to hut.
+Channel = Literal["obs", "wave", "event", "status", "ack", "cmd", "roster"]
 CHANNELS: tuple[str, ...] = get_args(Channel)
 HUT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 _HUT_ID = re.compile(HUT_ID_PATTERN)

@@ -403,9 +403,9 @@ def decode_collector_status(payload: bytes) -> CollectorStatus:
 M = TypeVar("M", bound=BaseModel)
 
 
-def _validate(model: type[M], payload: bytes) -> M:
-    if len(payload) > MAX_MESSAGE_BYTES:
-        raise ProtocolError("too_large", f"{len(payload)} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit")
+def _validate(model: type[M], payload: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> M:
+    if len(payload) > max_bytes:
+        raise ProtocolError("too_large", f"{len(payload)} bytes exceeds the {max_bytes}-byte limit")
     try:
         raw: Any = json.loads(payload)
     except (ValueError, RecursionError) as exc:

@@ -4,10 +4,15 @@ HTTP on loopback only (the address is checked at start): nothing off the Pi can 
 
 - ``POST /v1/session`` with JSON ``{"resident_id": "...", "birth_date": "2019-05-01" | "age_band": "70-79y",
   "sex": "female", "clinical": ["diabetes"]}`` starts a session (ending any other) and answers 201 with
-  the session id and age band. The identifier is turned into its pseudonym at once and dropped.
+  the session id, the age band and whether the resident is on the hut's roster. The identifier is
+  turned into its pseudonym at once and dropped. What the kiosk leaves out of the profile is taken from
+  the roster (clinical flags from both); the kiosk may start a session for a resident not on it.
 - ``DELETE /v1/session`` ends the active session (404 if there is none).
 - ``GET /v1/session`` says whether a session is active, since when, from which source (the kiosk or a
-  card scanner) and with which age band, and the last problem with a scan, if any.
+  card scanner) and with which age band, and the last problem with a scan, if any: ``{"at", "code",
+  "error"}`` with code ``bad_scan`` (unreadable; scan again) or ``unknown_card`` (not on the roster; ask
+  the staff), and an English text; the kiosk app shows the code in its own words. Either ends the
+  session that was active: someone else is at the kiosk now.
 
 Bad input gets 400 with ``{"error": ..., "field": ...}``; error texts never quote what was sent, since
 that may be the identifier.
@@ -44,6 +49,17 @@ class SessionRequest(BaseModel):
 
 # How long a "please measure again" stays on the kiosk's list.
 PROMPT_S = 300
+
+
+def _completed(given: Profile, registered: Profile) -> Profile:
+    """The kiosk's profile with what it left out taken from the roster; clinical flags from both."""
+    has_age = given.birth_date is not None or given.age_band is not None
+    return Profile(
+        given.birth_date if has_age else registered.birth_date,
+        given.age_band if has_age else registered.age_band,
+        given.sex if given.sex != "unknown" else registered.sex,
+        given.clinical | registered.clinical,
+    )
 
 
 def _error(status: int, message: str, field: str | None = None) -> web.Response:
@@ -86,12 +102,16 @@ class KioskApi:
         if asked.birth_date is not None and asked.age_band is not None:
             return _error(400, "give either birth_date or age_band, not both", "age_band")
         profile = Profile(asked.birth_date, asked.age_band, asked.sex, frozenset(asked.clinical))
+        registered = self.sessions.roster.profile(pseudonym) if self.sessions.roster is not None else None
+        if registered is not None:
+            profile = _completed(profile, registered)
         try:
             session = self.sessions.start(pseudonym, profile, "kiosk")
         except ValueError as exc:
             return _error(400, str(exc), "birth_date")
         now = datetime.now(UTC)
-        return web.json_response({"session": session.id, "age_band": profile.band_at(now)}, status=201)
+        reply = {"session": session.id, "age_band": profile.band_at(now), "on_roster": registered is not None}
+        return web.json_response(reply, status=201)
 
     async def end(self, request: web.Request) -> web.Response:
         ended = self.sessions.end(reason="kiosk")
@@ -110,8 +130,8 @@ class KioskApi:
                 "age_band": active.profile.band_at(datetime.now(UTC)),
             }
         if self.sessions.last_error is not None:
-            when, what = self.sessions.last_error
-            reply["last_error"] = {"at": when.isoformat(), "error": what}
+            when, code, what = self.sessions.last_error
+            reply["last_error"] = {"at": when.isoformat(), "code": code, "error": what}
         return web.json_response(reply)
 
     async def show_prompts(self, request: web.Request) -> web.Response:

@@ -21,14 +21,19 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from healthhut.protocol import Subject
 from healthhut.protocol.wire import ClinicalFlag
 
+if TYPE_CHECKING:
+    from healthhut.gateway.identity.roster import HutRoster
+
 log = logging.getLogger(__name__)
 
 Sex = Literal["female", "male", "unknown"]
+# What went wrong with an identity source, for the kiosk app to show in its own words.
+ProblemCode = Literal["bad_scan", "unknown_card"]
 
 
 def age_band(birth: date, at: datetime) -> str:
@@ -99,8 +104,10 @@ class SessionBook:
     ambiguity: timedelta = timedelta(seconds=10)
     history: timedelta = timedelta(hours=24)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-    # The last problem with an identity source (a bad scan), for the kiosk to show: (when, what).
-    last_error: tuple[datetime, str] | None = None
+    # Profiles by pseudonym, from the collector's roster (see roster.py); None: this hut has none.
+    roster: HutRoster | None = None
+    # The last problem with an identity source, for the kiosk to show: (when, code, what).
+    last_error: tuple[datetime, ProblemCode, str] | None = None
     _sessions: list[Session] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -167,9 +174,27 @@ class SessionBook:
             for s in self._sessions
         )
 
-    def problem(self, what: str, at: datetime | None = None) -> None:
+    def admit_card(self, pseudonym: str, source: str) -> Session | None:
+        """A card was read: start its resident's session with the roster's profile. A card that is not
+        on the hut's roster starts nothing and ends the active session, since whoever stands at the
+        kiosk now is not its resident; their readings stay anonymous until a known card or the kiosk
+        starts a session. Without a roster every card is admitted, with an empty profile."""
+        profile = self.roster.profile(pseudonym) if self.roster is not None else None
+        if profile is None and self.roster is not None and self.roster.present:
+            self.end(reason="unknown card")
+            self.problem("unknown_card", f"{source}: this card is not registered at this hut; please ask the staff")
+            return None
+        return self.start(pseudonym, profile or Profile(), source)
+
+    def refuse_scan(self, source: str, what: str) -> None:
+        """A scan could not be read. Someone else may be at the kiosk, so the active session ends (its
+        readings are kept; later ones are anonymous) rather than risk a reading of the wrong resident."""
+        self.end(reason="bad scan")
+        self.problem("bad_scan", f"{source}: {what}; please scan again")
+
+    def problem(self, code: ProblemCode, what: str, at: datetime | None = None) -> None:
         """Note a problem for the kiosk to show. ``what`` must not quote the code that was read."""
-        self.last_error = (at or self.clock(), what)
+        self.last_error = (at or self.clock(), code, what)
         log.warning("identity: %s", what)
 
     def snapshot(self) -> list[Session]:

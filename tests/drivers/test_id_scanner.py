@@ -106,7 +106,7 @@ async def test_a_scan_on_a_pty_starts_the_residents_session(tmp_path: Path) -> N
         link.write(b"11010519\x07491231002X\r")  # a bad scan: no session, and the kiosk is told
         await eventually(lambda: residents.last_error is not None)
         assert residents.active is None
-        assert residents.last_error is not None and "control characters" in residents.last_error[1]
+        assert residents.last_error is not None and "control characters" in residents.last_error[2]
         for byte in encode_scan(CODES[0]):  # typed out one character at a time, as a scanner does
             link.write(bytes([byte]))
             await asyncio.sleep(0.002)
