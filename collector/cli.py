@@ -11,6 +11,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from healthhut.collector import ca
 from healthhut.protocol.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, add_logging_arguments, configure_logging
 from healthhut.protocol.configfile import ConfigError
 
@@ -32,6 +33,7 @@ examples:
   hut-collector roster --config collector.toml --hut hut-0001 --clear
   hut-collector export-fhir --config collector.toml --subject 3f2a...e9 \\
       --from 2026-11-01 --to 2026-12-01 --output resident.json
+  hut-collector ca sign --csr hut-0001.csr --out hut-0001.pem   # see: hut-collector ca --help
 
 The example config, with every key explained, is collector/collector.example.toml.
 """
@@ -121,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     fhir.add_argument("--from", dest="start", type=_timestamp, required=True, help="ISO date or time, inclusive")
     fhir.add_argument("--to", dest="end", type=_timestamp, required=True, help="ISO date or time, exclusive")
     fhir.add_argument("--output", "-o", type=Path, help="file to write (default: standard output)")
+    ca.add_parser(commands)
     return parser
 
 
@@ -335,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "pseudonym":  # needs the key, not the collector's config
         return _pseudonym(args)
+    if args.command == "ca":  # needs the CA's folder, not the collector's config
+        return ca.run(args)
     from healthhut.collector.config import load_config
 
     try:

@@ -7,6 +7,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+from healthhut.gateway import provision
 from healthhut.protocol.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, add_logging_arguments, configure_logging
 from healthhut.protocol.configfile import ConfigError
 
@@ -17,6 +18,7 @@ examples:
   hut-gateway doctor --config /etc/healthhut/gateway.toml
   hut-gateway status --config /etc/healthhut/gateway.toml
   hut-gateway run --config gateway.toml --log-format json --log-level debug
+  sudo hut-gateway provision --config /etc/healthhut/gateway.toml   # the hut's key and certificate request
 
 The example config, with every key explained, is gateway/gateway.example.toml.
 """
@@ -52,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--config", "-c", type=Path, required=True, help="gateway TOML config")
     status.add_argument("--json", action="store_true", help="print the status file as it is")
+    provision.add_parser(commands)
     return parser
 
 
@@ -79,6 +82,8 @@ def _status(state_dir: Path, as_json: bool) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "provision":  # the config, if any, only names the hut and its files
+        return provision.run(args)
     # Imported late so that --help works even where a runtime dependency is missing.
     from healthhut.gateway.config import load_config
     from healthhut.protocol.pseudonym import PseudonymKey, PseudonymKeyError

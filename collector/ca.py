@@ -1,0 +1,108 @@
+"""``hut-collector ca``: the deployment's certificate authority, which issues the huts', the collectors'
+and the broker's certificates (``healthhut.protocol.pki`` does the work, with openssl)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from healthhut.protocol.cli import EXIT_FAILURE, EXIT_OK
+from healthhut.protocol.pki import KEY_TYPES, SERVICE_NAMES, CertificateAuthority, Issued, PkiError
+
+DEFAULT_FOLDER = Path("/etc/healthhut/ca")
+CA_DAYS = 3650
+LEAF_DAYS = 730
+
+EXAMPLES = """\
+examples:
+  hut-collector ca init --name "Example City health huts CA"
+  hut-collector ca sign --csr hut-0001.csr --out hut-0001.pem
+  hut-collector ca sign --csr hut-0001.csr --out hut-0001.pem --days 365
+  hut-collector ca server --name broker.example.org --ip 203.0.113.7 --out-dir broker/
+  hut-collector ca client --name collector --out-dir collector/
+  hut-collector ca init --ca-dir ./test-ca --name "bench CA" --days 30
+
+The CA lives in --ca-dir (default /etc/healthhut/ca): ca.key (mode 0600; keep it off the network and
+backed up) and ca.pem (public: every hut, collector and the broker need a copy). A hut makes its own
+key and request with "hut-gateway provision"; "ca sign" signs the request only if its subject is
+CN=<a hut id>, so a hut's certificate lets it write only under hh/v1/huts/<its id>/.
+"""
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+    ca = commands.add_parser(
+        "ca",
+        help="the deployment CA: make it, sign huts' requests, issue the broker's and services' certificates",
+        description="The deployment's certificate authority for the broker's mutual TLS.",
+        epilog=EXAMPLES,
+        formatter_class=fmt,
+    )
+    actions = ca.add_subparsers(dest="ca_command", required=True, metavar="ACTION")
+
+    def action(name: str, help_text: str) -> argparse.ArgumentParser:
+        parser = actions.add_parser(name, help=help_text, description=help_text, epilog=EXAMPLES, formatter_class=fmt)
+        parser.add_argument(
+            "--ca-dir", type=Path, default=DEFAULT_FOLDER, help=f"the CA's folder (default: {DEFAULT_FOLDER})"
+        )
+        return parser
+
+    init = action("init", "make a new CA: ca.key (mode 0600) and a self-signed ca.pem")
+    init.add_argument("--name", default="healthhut deployment CA", help="the CA certificate's name (CN)")
+    init.add_argument("--days", type=int, default=CA_DAYS, help=f"validity (default: {CA_DAYS})")
+    init.add_argument("--key-type", choices=KEY_TYPES, default="ec", help="EC P-256 (default) or RSA 2048")
+    sign = action("sign", "issue a hut's client certificate for the signing request that the hut made")
+    sign.add_argument("--csr", type=Path, required=True, help="the request (hut-gateway provision wrote it)")
+    sign.add_argument("--out", type=Path, required=True, help="where to write the certificate")
+    sign.add_argument("--days", type=int, default=LEAF_DAYS, help=f"validity (default: {LEAF_DAYS})")
+    server = action("server", "make the broker's key and server certificate (server.key, server.pem, ca.pem)")
+    server.add_argument("--name", required=True, help="the broker's DNS name, as the huts' config gives it")
+    server.add_argument("--dns", action="append", default=[], help="another DNS name for it (repeatable)")
+    server.add_argument("--ip", action="append", default=[], help="an IP address for it (repeatable)")
+    server.add_argument("--out-dir", type=Path, default=Path(), help="folder to write to (default: here)")
+    server.add_argument("--days", type=int, default=LEAF_DAYS, help=f"validity (default: {LEAF_DAYS})")
+    server.add_argument("--force", action="store_true", help="replace an existing server.key")
+    names = ", ".join(sorted(SERVICE_NAMES))
+    client = action("client", f"make a service's key and client certificate ({names}: the ACL's users)")
+    client.add_argument("--name", required=True, choices=sorted(SERVICE_NAMES), help="the service")
+    client.add_argument("--out-dir", type=Path, default=Path(), help="folder to write to (default: here)")
+    client.add_argument("--days", type=int, default=LEAF_DAYS, help=f"validity (default: {LEAF_DAYS})")
+    client.add_argument("--force", action="store_true", help="replace an existing NAME.key")
+
+
+def _issued(issued: Issued) -> str:
+    return f"{issued.path}: CN={issued.common_name}, serial {issued.serial}, valid until {issued.not_after}"
+
+
+def run(args: argparse.Namespace) -> int:
+    ca = CertificateAuthority(args.ca_dir)
+    try:
+        if args.ca_command == "init":
+            CertificateAuthority.create(args.ca_dir, args.name, days=args.days, key_type=args.key_type)
+            print(f"made the CA in {args.ca_dir}: {ca.key} (mode 0600; keep it offline and backed up), {ca.cert}")
+            print(f"next: copy {ca.cert} to the broker, the collectors and every hut; it holds no secret")
+        elif args.ca_command == "sign":
+            print(_issued(ca.sign_hut(args.csr, args.out, days=args.days)))
+            print(f"next: send {args.out} and {ca.cert} back to the hut (neither holds a secret)")
+        elif args.ca_command == "server":
+            key, issued = ca.issue_server(
+                args.name, args.out_dir, ips=args.ip, dns=args.dns, days=args.days, force=args.force
+            )
+            print(_issued(issued))
+            print(
+                f"next: install {key} (mode 0600), {issued.path} and {args.out_dir / 'ca.pem'} as the broker's "
+                "keyfile, certfile and cafile (mosquitto/healthhut.conf: /etc/mosquitto/certs/server.key, "
+                "server.pem, ca.pem); the key must be readable by the user mosquitto runs as"
+            )
+        else:
+            key, issued = ca.issue_service(args.name, args.out_dir, days=args.days, force=args.force)
+            print(_issued(issued))
+            print(
+                f"next: install {key} (mode 0600, owned by the service's user), {issued.path} and "
+                f"{args.out_dir / 'ca.pem'} where the {args.name}'s config [mqtt.tls] names them"
+            )
+    except (PkiError, OSError) as exc:
+        print(f"hut-collector: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
