@@ -80,6 +80,8 @@ class IngestStats:
     gaps: int = 0
     windows: int = 0
     alert_errors: int = 0
+    # Retained copies (a hut's status) handed over on subscribing: old news, stored nowhere.
+    retained: int = 0
 
 
 def check_identity(topic_hut: str, message: Message) -> None:
@@ -145,8 +147,8 @@ class Delivery:
 
     def confirmation(self) -> tuple[str, str, int] | None:
         """(hut, boot, seq) to confirm to the hut, or None (throttled, or nothing to confirm)."""
-        if self.hut_id is None or self.outcome == "throttled":
-            return None
+        if self.hut_id is None or self.outcome == "throttled" or self.retained:
+            return None  # (a retained copy was confirmed when it was first delivered, live)
         if self.message is not None:
             return self.hut_id, self.message.boot_id, self.message.seq
         # Without a confirmation the hut would resend a poison message forever; with one it learns we
@@ -267,6 +269,8 @@ class Ingest:
             self.stats.dead_letters += len(d.refusals)
             if d.outcome == "throttled":
                 self.stats.throttled += 1
+            elif d.outcome == "stored" and d.retained:
+                self.stats.retained += 1
             elif d.outcome == "stored" and d.message is not None:
                 self.stats.messages += 1
                 self.stats.points += len(d.lines)

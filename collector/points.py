@@ -129,7 +129,35 @@ def event_lines(event: DeviceEvent) -> list[str]:
 def status_lines(status: Status, received_at: datetime) -> list[str]:
     """Stamped when the collector received it: a Last Will is composed at boot, so its own time is old."""
     fields: dict[str, FieldValue] = {"online": 1.0 if status.state == "online" else 0.0, "seq": float(status.seq)}
-    return [line(series("hut_status", {"hut": status.hut_id, "boot": status.boot_id}), fields, ns(received_at))]
+    at = ns(received_at)
+    health = status.health
+    if health is None:
+        return [line(series("hut_status", {"hut": status.hut_id, "boot": status.boot_id}), fields, at)]
+    spool, uplink = health.spool, health.uplink
+    fields |= {
+        "spool_depth": float(spool.depth),
+        "spool_bytes": float(spool.bytes),
+        "spool_evicted": float(spool.evicted),
+        "broker_connected": uplink.connected,
+        "confirmed": float(uplink.confirmed),
+        "resent": float(uplink.resent),
+        "refused": float(uplink.refused),
+        "devices_connected": float(sum(device.connected for device in health.devices)),
+    }
+    if spool.oldest_unsent_s is not None:
+        fields["oldest_unsent_s"] = spool.oldest_unsent_s
+    lines = [line(series("hut_status", {"hut": status.hut_id, "boot": status.boot_id}), fields, at)]
+    for device in health.devices:
+        tags = {"hut": status.hut_id, "driver": device.driver, "device": device.name}
+        device_fields: dict[str, FieldValue] = {
+            "connected": device.connected,
+            "readings": float(device.readings),
+            "errors": float(device.errors),
+        }
+        if device.last_contact is not None:
+            device_fields["last_contact_age_s"] = max(0.0, (received_at - device.last_contact).total_seconds())
+        lines.append(line(series("hut_device", tags), device_fields, at))
+    return lines
 
 
 def sequence_line(hut_id: str, event: str, first: int, last: int, count: int, at: datetime) -> str:

@@ -117,7 +117,8 @@ class DriverSpec:
 
     name: str
     description: str
-    transport: Literal["serial", "ble"]
+    # "evdev": a Linux input device (a keyboard-style scanner), read by the gateway's evdev transport.
+    transport: Literal["serial", "ble", "evdev"]
     config_model: type[DeviceConfig]
     new_decoder: Callable[[], Decoder]
     serial: SerialLink | None = None

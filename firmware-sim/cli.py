@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Awaitable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from healthhut.devstack.servers import ServerError
@@ -24,7 +24,7 @@ from healthhut.firmware_sim.errors import SimError
 from healthhut.firmware_sim.faults import FAULTS, LINKS, Fault, check_faults
 from healthhut.firmware_sim.gatt_devices import DEFAULT_INTERVAL_S, GATT_DEVICES, GattDevice
 from healthhut.firmware_sim.hut import DeviceFeed, GattFeed, HutSimulation, SerialFeed
-from healthhut.firmware_sim.identity import DEFAULT_KIOSK, kiosk, scan
+from healthhut.firmware_sim.identity import DEFAULT_KIOSK, kiosk, present_cards, scan, type_keys
 from healthhut.firmware_sim.links import PtyLink, SerialPortLink
 from healthhut.firmware_sim.links.ble import add_fake_peripheral, fake_bluez, require_bumble
 from healthhut.firmware_sim.links.mqtt import Broker, HutRun, MqttCounters, report_progress, run_hut
@@ -184,6 +184,10 @@ IDENTITY_EXAMPLES = """\
 examples:
   hut-sim scan --link /tmp/card-scanner --code 11010519491231002X
   hut-sim scan --link /tmp/card-scanner --code 110105194912310039 --code 11010519491231002X --interval 30
+  hut-sim scan --card-reader --link /tmp/card-reader --code 62E3086CED          # an RDM6300 and an EM4100 card
+  hut-sim scan --card-reader --link /tmp/card-reader --code 62E3086CED --present 5   # left on: still one read
+  hut-sim scan --hid /tmp/hid-scanner --code 11010519491231002X      # a keyboard-style scanner's key events
+  hut-sim scan --hid /tmp/hid-scanner --code H1234567 --key-delay 0.02 --event-size 16 --terminator TAB
   hut-sim session start --resident 11010520240301004X --birth-date 2024-03-01 --sex female
   hut-sim session start --resident H1234567 --age-band 70-79y --clinical hypercapnic_respiratory_failure
   hut-sim session show
@@ -194,15 +198,59 @@ examples:
 def _add_identity_commands(commands: Any, fmt: type[argparse.HelpFormatter]) -> None:
     scan = commands.add_parser(
         "scan",
-        help="be a health-card scanner on a pty: type resident codes as a real scanner does",
+        help="be a health-card scanner: type resident codes as a real scanner does (serial, RFID card reader "
+        "or keyboard-style)",
+        description="Be a resident-card reader for the gateway: a barcode scanner in serial mode on a pty (the "
+        "id-scanner driver, the default), an RDM6300 125 kHz card reader on a pty (--card-reader, the card-reader "
+        "driver), or a barcode scanner in keyboard mode (--hid, the hid-scanner driver), whose key events are "
+        "written to a FIFO as the kernel would deliver them from /dev/input/eventN.",
         epilog=IDENTITY_EXAMPLES,
         formatter_class=fmt,
     )
-    scan.add_argument("--link", type=Path, help="symlink to the pty (the gateway's id-scanner path)")
+    kind = scan.add_mutually_exclusive_group()
+    kind.add_argument(
+        "--card-reader",
+        action="store_true",
+        help="be an RDM6300 card reader on the pty: each --code is a card's 10 hex digits (version byte and "
+        "card number), sent as its frame every 50 ms while the card is presented",
+    )
+    kind.add_argument(
+        "--hid",
+        type=Path,
+        metavar="PATH",
+        help="be a keyboard-style scanner writing input_event records to PATH, a FIFO (made if missing) or a "
+        "file: the gateway's hid-scanner path",
+    )
+    scan.add_argument("--link", type=Path, help="symlink to the pty (the gateway's id-scanner or card-reader path)")
     scan.add_argument("--code", action="append", required=True, help="a code to scan (repeat for several)")
-    scan.add_argument("--terminator", choices=["CR", "LF", "CRLF", "ETX"], default="CR")
+    scan.add_argument(
+        "--terminator",
+        choices=["CR", "LF", "CRLF", "ETX", "ENTER", "TAB"],
+        help="what follows each code: CR (default), LF, CRLF or ETX on a serial line; the ENTER (default) or "
+        "TAB key with --hid",
+    )
     scan.add_argument("--interval", type=float, default=2.0, help="seconds before and between scans (default 2)")
     scan.add_argument("--hold", type=float, default=2.0, help="seconds to keep the line open after (default 2)")
+    scan.add_argument(
+        "--present",
+        type=float,
+        default=0.5,
+        metavar="S",
+        help="--card-reader: seconds each card stays on the reader (default 0.5)",
+    )
+    scan.add_argument(
+        "--key-delay",
+        type=float,
+        default=0.004,
+        metavar="S",
+        help="--hid: seconds between key events (default 0.004, a fast scanner)",
+    )
+    scan.add_argument(
+        "--event-size",
+        type=int,
+        choices=[16, 24],
+        help="--hid: bytes per input_event, 24 on 64-bit and 16 on 32-bit userland (default: this machine's)",
+    )
     session = commands.add_parser(
         "session",
         help="start, end or show a resident session through the gateway's kiosk API",
@@ -321,6 +369,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common_arguments(load, default_duration=60.0)
     _add_identity_commands(commands, fmt)
     return parser
+
+
+def scan_command(args: argparse.Namespace) -> Coroutine[Any, Any, None]:
+    """The scanner to be, from ``scan``'s options; ValueError names an option that does not fit it."""
+    serial_terminators = ("CR", "LF", "CRLF", "ETX")
+    if args.hid is not None:
+        if args.link is not None:
+            raise ValueError("--hid writes to its own PATH; --link is for the pty of the serial scanners")
+        if args.terminator in serial_terminators:
+            raise ValueError("a keyboard-style scanner ends a code with a key: --terminator ENTER or TAB")
+        key: Literal["ENTER", "TAB"] = "TAB" if args.terminator == "TAB" else "ENTER"
+        return type_keys(args.hid, args.code, key, args.interval, args.hold, args.key_delay, args.event_size)
+    if args.terminator in ("ENTER", "TAB"):
+        raise ValueError(f"--terminator {args.terminator} is a key: it needs --hid")
+    if args.card_reader:
+        if args.terminator is not None:
+            raise ValueError("a card reader's frames end in ETX by themselves: leave out --terminator")
+        return present_cards(args.link, args.code, args.interval, args.hold, args.present)
+    return scan(args.link, args.code, args.terminator or "CR", args.interval, args.hold)
 
 
 async def session_command(args: argparse.Namespace) -> None:
@@ -701,7 +768,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "hut":
             job = hut_command(args)
         elif args.command == "scan":
-            job = scan(args.link, args.code, args.terminator, args.interval, args.hold)
+            job = scan_command(args)
         elif args.command == "session":
             job = session_command(args)
         else:

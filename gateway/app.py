@@ -20,11 +20,12 @@ from healthhut.gateway.notify import GatewayLiveness
 from healthhut.gateway.outbox import Outbox, gap_item
 from healthhut.gateway.spool import open_spool
 from healthhut.gateway.state import GatewayState
-from healthhut.gateway.status import keep_writing
+from healthhut.gateway.status import health, keep_writing, snapshot
 from healthhut.gateway.transports import BleCentral
 from healthhut.gateway.uplink import Uplink
 from healthhut.protocol.pseudonym import PseudonymKey
 from healthhut.protocol.sdnotify import Notifier, keep_notifying
+from healthhut.protocol.wire import HutHealth
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class Gateway:
             self.uplink.on_roster = roster.update
             pseudonyms = PseudonymKey.load(config.identity.key_file)
             self.kiosk = KioskApi(self.residents, pseudonyms, lambda: tuple(self.uplink.prompts))
+        self.uplink.health = self._health
         self.sessions = [
             DeviceSession(
                 device,
@@ -87,6 +89,10 @@ class Gateway:
             )
             for device in config.device_configs
         ]
+
+    async def _health(self) -> HutHealth:
+        status = await snapshot(self.config.hut_id, self.state.boot_id, self.sessions, self.spool, self.uplink.stats)
+        return health(status)
 
     def _crashed(self, session: DeviceSession) -> Callable[[str], Awaitable[object]]:
         return lambda name: self.outbox.event("device_error", session.device, crashed=True)

@@ -36,6 +36,8 @@ class UplinkConfig(FrozenConfig):
     store_ack_timeout_s: float = Field(default=15.0, gt=0)
     reconnect_min_s: float = Field(default=0.5, gt=0)
     reconnect_max_s: float = Field(default=60.0, gt=0)
+    # While connected, the retained status (with device, spool and uplink health) is republished this often.
+    status_interval_s: float = Field(default=60.0, ge=1, le=3600)
 
 
 class ClockConfig(FrozenConfig):

@@ -29,6 +29,7 @@ from healthhut.gateway.transports import (
     BleValue,
     ByteStream,
     TransportError,
+    open_evdev,
     open_serial,
     run_ble_device,
 )
@@ -74,6 +75,10 @@ class DeviceSession:
         self.device = Device(driver=spec.name, device_id=config.name)
         self.report_interval = float(getattr(config, "report_interval_s", 0.0))
         self.readings = 0
+        # For the technician (hut-gateway status, the retained status): counts and what went wrong last,
+        # in words that name the problem, never a value.
+        self.errors = 0
+        self.last_error: str | None = None
         self.last_contact: datetime | None = None
         self.connected = False
         self._last_report: dict[Kind, float] = {}
@@ -85,6 +90,8 @@ class DeviceSession:
 
     async def _open(self) -> ByteStream:
         path = getattr(self.config, "path", None)
+        if self.spec.transport == "evdev" and isinstance(path, str):
+            return await open_evdev(path)
         link = self.spec.serial_link(self.config)
         if link is None or not isinstance(path, str):
             raise TransportError(self.config.name, f"transport {self.spec.transport!r} is not available yet")
@@ -104,6 +111,7 @@ class DeviceSession:
                 # Say it once, then quietly keep trying: an absent device is normal between uses.
                 if failures == 1:
                     log.warning("device %s not available: %s", self.config.name, exc)
+                    self._note_error(f"not available: {exc}")
                 await backoff.wait()
                 continue
             failures = 0
@@ -115,6 +123,7 @@ class DeviceSession:
                 await self._read(stream)
             except TransportError as exc:
                 log.warning("device %s disconnected: %s", self.config.name, exc)
+                self._note_error(f"disconnected: {exc}", count=0)
             finally:
                 self.connected = False
                 await stream.close()
@@ -164,6 +173,7 @@ class DeviceSession:
             for reading in decoder.on_value(event.characteristic, event.data):
                 await self.handle(reading)
             if decoder.frame_errors > errors:
+                self._note_error("malformed values", decoder.frame_errors - errors)
                 await self.outbox.event("device_error", self.device, malformed_values=decoder.frame_errors - errors)
         elif isinstance(event, BleConnected):
             self.connected = True
@@ -178,7 +188,12 @@ class DeviceSession:
             await self.outbox.event("disconnected", self.device)
         elif event.failures in (3, 10) or event.failures % 50 == 0:
             # A device that keeps failing is a job for a technician; say so, but not on every attempt.
+            self._note_error(f"{event.failures} failed connection attempts in a row")
             await self.outbox.event("device_error", self.device, connect_failures=event.failures)
+
+    def _note_error(self, what: str, count: int = 1) -> None:
+        self.errors += count
+        self.last_error = what[:200]
 
     async def _read(self, stream: ByteStream) -> None:
         decoder = self.spec.decoder(self.config)
@@ -227,6 +242,7 @@ class DeviceSession:
                 if new_errors:
                     errors_reported = decoder.frame_errors
                     log.warning("device %s: %d frame errors in the last interval", self.config.name, new_errors)
+                    self._note_error("frame errors", new_errors)
                     await self.outbox.event("device_error", self.device, frame_errors=new_errors)
 
     async def _scan(self, stream: ByteStream, decoder: IdentityDecoder) -> None:
@@ -239,6 +255,7 @@ class DeviceSession:
             codes = decoder.feed(data)
             if decoder.frame_errors != errors and self.residents is not None:
                 what = decoder.errors[-1] if decoder.errors else "an unreadable scan"
+                self._note_error(what, decoder.frame_errors - errors)
                 self.residents.refuse_scan(self.config.name, what)
             for code in codes:
                 self._start_session(code)

@@ -20,6 +20,7 @@ from typing import Any
 from healthhut.gateway.devices import DeviceSession
 from healthhut.gateway.spool.base import Spool, SpoolItem
 from healthhut.gateway.uplink import UplinkStats
+from healthhut.protocol.wire import HutHealth
 
 INTERVAL_S = 10.0
 # A status older than this means the daemon is not running (or is stuck).
@@ -60,6 +61,8 @@ async def snapshot(
                 "driver": d.spec.name,
                 "connected": d.connected,
                 "readings": d.readings,
+                "errors": d.errors,
+                "last_error": d.last_error,
                 "last_contact": d.last_contact.isoformat() if d.last_contact else None,
             }
             for d in devices
@@ -77,9 +80,14 @@ async def snapshot(
             "resent": uplink.resent,
             "refused": uplink.refused,
             "last_confirmed": uplink.last_stored.isoformat() if uplink.last_stored else None,
-            "last_error": uplink.last_error,
+            "last_error": uplink.last_error[:200] if uplink.last_error else None,
         },
     }
+
+
+def health(status: dict[str, Any]) -> HutHealth:
+    """The part of a snapshot that goes into the hut's retained status message."""
+    return HutHealth.model_validate({key: status[key] for key in ("devices", "spool", "uplink")})
 
 
 def write(folder: Path, status: dict[str, Any]) -> None:
@@ -129,8 +137,10 @@ def render(status: dict[str, Any], now: datetime | None = None) -> tuple[str, bo
     )
     for device in status["devices"]:
         state = "connected" if device["connected"] else "NOT connected"
+        errors = device.get("errors", 0)
+        trouble = f"; {errors} error(s), last: {device.get('last_error')}" if errors else ""
         lines.append(
             f"  device {device['name']} ({device['driver']}): {state}, {device['readings']} reading(s), "
-            f"last contact {_ago(device['last_contact'], now)}"
+            f"last contact {_ago(device['last_contact'], now)}{trouble}"
         )
     return "\n".join(lines), healthy

@@ -17,7 +17,7 @@ import contextlib
 import json
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -34,7 +34,7 @@ from healthhut.gateway.spool.base import SpoolChannel
 from healthhut.gateway.state import GatewayState
 from healthhut.protocol import ProtocolError, Status, decode_ack, decode_collector_status, encode, hut_topic
 from healthhut.protocol.topics import COLLECTORS_STATUS
-from healthhut.protocol.wire import MAX_BATCH, MAX_MESSAGE_BYTES, MAX_STRIPS, SCHEMA_VERSION, assemble
+from healthhut.protocol.wire import MAX_BATCH, MAX_MESSAGE_BYTES, MAX_STRIPS, SCHEMA_VERSION, HutHealth, assemble
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,8 @@ class Uplink:
         self.prompts: deque[tuple[datetime, dict[str, Any]]] = deque(maxlen=20)
         # Takes each copy of the hut's roster (retained, from the collector); None: not subscribed.
         self.on_roster: Callable[[bytes], object] | None = None
+        # The hut's health for the retained status (see status.py); None: the status says online only.
+        self.health: Callable[[], Awaitable[HutHealth]] | None = None
         self._outgoing: dict[int, _Outgoing] = {}
         self._stored: list[int] = []
         self._wake = asyncio.Event()
@@ -90,14 +92,27 @@ class Uplink:
         return await asyncio.to_thread(self.state.next_hut_seq)
 
     async def _status(self, state: str) -> bytes:
+        health = await self.health() if self.health is not None and state == "online" else None
         status = Status(
             hut_id=self.hut_id,
             boot_id=self.state.boot_id,
             seq=await self._seq(),
             sent_at=datetime.now(UTC),
             state=state,  # type: ignore[arg-type]
+            health=health,
         )
         return encode(status)
+
+    async def _keep_status(self, puback: PubackWatch) -> None:
+        """Republish the retained status with fresh health every ``status_interval_s``."""
+        topic = hut_topic(self.hut_id, "status")
+        while True:
+            await asyncio.sleep(self.config.uplink.status_interval_s)
+            try:
+                await puback.publish(topic, await self._status("online"), retain=True)
+            except PublishRefusedError as exc:
+                self.stats.refused += 1
+                log.error("%s", exc)
 
     @property
     def in_flight(self) -> int:
@@ -147,12 +162,14 @@ class Uplink:
                         self.stats.refused += 1
                         log.error("%s; readings stay in the spool until the broker accepts them", exc)
                     acks = asyncio.create_task(self._receive_acks(client), name="uplink-acks")
+                    status = asyncio.create_task(self._keep_status(puback), name="uplink-status")
                     try:
                         await self._pump(puback, acks)
                     finally:
-                        acks.cancel()
-                        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-                            await acks
+                        for task in (acks, status):
+                            task.cancel()
+                            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError, PublishRefusedError):
+                                await task
                     await puback.publish(status_topic, await self._status("offline"), retain=True)
                     return
             except (aiomqtt.MqttError, PublishRefusedError) as exc:

@@ -197,11 +197,49 @@ class DeviceEvent(Envelope):
     detail: dict[str, str | int | float | bool] = Field(default_factory=dict, max_length=32)
 
 
+class DeviceHealth(_Model):
+    name: Token
+    driver: Token
+    connected: bool
+    readings: Annotated[int, Field(ge=0)]
+    errors: Annotated[int, Field(ge=0)] = 0
+    last_error: Reason | None = None
+    last_contact: AwareDatetime | None = None
+
+
+class SpoolHealth(_Model):
+    depth: Annotated[int, Field(ge=0)]
+    bytes: Annotated[int, Field(ge=0)]
+    evicted: Annotated[int, Field(ge=0)]
+    oldest_unsent_s: Annotated[float, Field(ge=0), AllowInfNan(False)] | None = None
+
+
+class UplinkHealth(_Model):
+    connected: bool
+    published: Annotated[int, Field(ge=0)]
+    confirmed: Annotated[int, Field(ge=0)]
+    resent: Annotated[int, Field(ge=0)]
+    refused: Annotated[int, Field(ge=0)]
+    last_confirmed: AwareDatetime | None = None
+    last_error: Reason | None = None
+
+
+class HutHealth(_Model):
+    """What ``hut-gateway status`` shows, for the operator's dashboards: counts and times, no health
+    value and no resident."""
+
+    devices: list[DeviceHealth] = Field(max_length=64)
+    spool: SpoolHealth
+    uplink: UplinkHealth
+
+
 class Status(Envelope):
-    """Birth record (retained) and Last Will: online or offline, Sparkplug-style."""
+    """Birth record (retained) and Last Will: online or offline, Sparkplug-style. While online, the hut
+    republishes it every ``status_interval_s`` with its ``health``."""
 
     type: Literal["status"] = "status"
     state: Literal["online", "offline"]
+    health: HutHealth | None = None
 
 
 class StoreAck(_Model):

@@ -1,4 +1,4 @@
-"""Transports own all device I/O (serial, BLE): opening, reading, and telling an unplug apart."""
+"""Transports own all device I/O (serial, BLE, input devices): opening, reading, and telling an unplug apart."""
 
 from healthhut.gateway.transports.base import ByteStream, TransportError
 from healthhut.gateway.transports.ble import (
@@ -15,6 +15,7 @@ from healthhut.gateway.transports.ble import (
 )
 from healthhut.gateway.transports.ble_policy import BlePolicy
 from healthhut.gateway.transports.ble_session import run_ble_device
+from healthhut.gateway.transports.evdev import open_evdev
 from healthhut.gateway.transports.serial import open_serial
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "ByteStream",
     "RacpResult",
     "TransportError",
+    "open_evdev",
     "open_serial",
     "run_ble_device",
 ]

@@ -9,9 +9,10 @@ from hypothesis import strategies as st
 from influxdb_client.client.write.point import Point
 from influxdb_client.domain.write_precision import WritePrecision
 
-from healthhut.collector.points import FieldValue, line, ns, series, strip_lines
-from healthhut.protocol import Device, Kind, WaveStrip
+from healthhut.collector.points import FieldValue, line, ns, series, status_lines, strip_lines
+from healthhut.protocol import Device, Kind, Status, WaveStrip
 from healthhut.protocol.waveform import pack_samples
+from healthhut.protocol.wire import DeviceHealth, HutHealth, SpoolHealth, UplinkHealth
 
 texts = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=12)
 field_values = st.one_of(
@@ -83,3 +84,66 @@ def test_a_strip_is_one_point_per_sample_at_its_real_time() -> None:
         for i, value in enumerate(raw)
     ]
     assert lines == expected
+
+
+def test_a_status_with_health_becomes_a_hut_point_and_one_point_per_device() -> None:
+    received = datetime(2026, 11, 22, 9, 0, 30, tzinfo=UTC)
+    status = Status(
+        hut_id="hut-1",
+        boot_id="b1",
+        seq=7,
+        sent_at=received,
+        state="online",
+        health=HutHealth(
+            devices=[
+                DeviceHealth(
+                    name="ox-1",
+                    driver="contec-cms50",
+                    connected=True,
+                    readings=12,
+                    last_contact=received - timedelta(seconds=2),
+                ),
+                DeviceHealth(name="bp-1", driver="ble-blood-pressure", connected=False, readings=0, errors=3),
+            ],
+            spool=SpoolHealth(depth=4, bytes=8192, evicted=0, oldest_unsent_s=1.5),
+            uplink=UplinkHealth(connected=True, published=40, confirmed=38, resent=1, refused=0),
+        ),
+    )
+    stamp = ns(received)
+    assert status_lines(status, received) == [
+        point_text(
+            "hut_status",
+            {"hut": "hut-1", "boot": "b1"},
+            {
+                "online": 1.0,
+                "seq": 7.0,
+                "spool_depth": 4.0,
+                "spool_bytes": 8192.0,
+                "spool_evicted": 0.0,
+                "oldest_unsent_s": 1.5,
+                "broker_connected": True,
+                "confirmed": 38.0,
+                "resent": 1.0,
+                "refused": 0.0,
+                "devices_connected": 1.0,
+            },
+            stamp,
+        ),
+        point_text(
+            "hut_device",
+            {"hut": "hut-1", "driver": "contec-cms50", "device": "ox-1"},
+            {"connected": True, "readings": 12.0, "errors": 0.0, "last_contact_age_s": 2.0},
+            stamp,
+        ),
+        point_text(
+            "hut_device",
+            {"hut": "hut-1", "driver": "ble-blood-pressure", "device": "bp-1"},
+            {"connected": False, "readings": 0.0, "errors": 3.0},
+            stamp,
+        ),
+    ]
+    # A Last Will has no health: the hut's point only.
+    offline = status.model_copy(update={"state": "offline", "health": None})
+    assert status_lines(offline, received) == [
+        point_text("hut_status", {"hut": "hut-1", "boot": "b1"}, {"online": 0.0, "seq": 7.0}, stamp)
+    ]

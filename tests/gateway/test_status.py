@@ -10,9 +10,12 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import aiomqtt
+
 from healthhut.devstack import LocalStack
 from healthhut.devstack.programs import Programs
 from healthhut.gateway.status import render
+from healthhut.protocol import Status, decode
 from tests.conftest import eventually
 
 
@@ -26,6 +29,7 @@ async def test_status_of_a_running_gateway(stack: LocalStack, tmp_path: Path, un
     config = tmp_path / "gateway.toml"
     config.write_text(
         f'hut_id = "hut-{unique}"\nstate_dir = "{tmp_path / "state"}"\n[mqtt]\nport = {stack.mosquitto.port}\n'
+        f"[uplink]\nstatus_interval_s = 1\n"
         f'[[devices]]\ndriver = "contec-cms50"\nname = "ox-1"\npath = "{tmp_path / "ox"}"\n'
         f'[[devices]]\ndriver = "contec-cms50"\nname = "ox-2"\npath = "{tmp_path / "absent"}"\n'
     )
@@ -42,6 +46,7 @@ async def test_status_of_a_running_gateway(stack: LocalStack, tmp_path: Path, un
 
         await eventually(ox1_counted, within=40)
         result = await asyncio.to_thread(hut_gateway, "status", "--config", str(config))
+        retained = await asyncio.wait_for(retained_status(stack.mosquitto.port, f"hut-{unique}"), 10)
         programs.check_running("gateway")
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
@@ -54,8 +59,31 @@ async def test_status_of_a_running_gateway(stack: LocalStack, tmp_path: Path, un
         line.startswith("  device ox-2 (contec-cms50): NOT connected, 0 reading(s), last contact never")
         for line in lines
     )
+    assert any(
+        line.startswith("  device ox-2 (contec-cms50): NOT connected") and "not available" in line for line in lines
+    )
     # Counts and times only: no reading's value is in the status.
     assert '"spo2"' not in status_file.read_text()
+
+    # The same data, retained on the hut's status topic for the operator's dashboards.
+    assert retained.state == "online" and retained.health is not None
+    ox1_wire, ox2_wire = retained.health.devices
+    assert (ox1_wire.name, ox1_wire.connected, ox2_wire.name, ox2_wire.connected) == ("ox-1", True, "ox-2", False)
+    assert ox1_wire.readings > 0 and ox1_wire.last_contact is not None
+    assert ox2_wire.errors == 1 and (ox2_wire.last_error or "").startswith("not available: ")
+    assert retained.health.uplink.connected and retained.health.uplink.published > 0
+
+
+async def retained_status(port: int, hut: str) -> Status:
+    """The hut's retained status, as a new subscriber gets it, once it carries a device's readings."""
+    async with aiomqtt.Client("127.0.0.1", port) as client:
+        await client.subscribe(f"hh/v1/huts/{hut}/status", qos=1)
+        async for message in client.messages:
+            status = decode("status", bytes(message.payload))  # type: ignore[arg-type]
+            assert isinstance(status, Status)
+            if status.health is not None and status.health.devices[0].readings > 0:
+                return status
+    raise AssertionError("the subscription ended")
 
 
 def test_a_stale_or_missing_status_says_the_gateway_is_not_running(tmp_path: Path) -> None:
