@@ -8,8 +8,10 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
-from healthhut.drivers import get_driver
+from healthhut.drivers import DeviceConfig, get_driver
 from healthhut.gateway.clock import ClockCheck
 from healthhut.gateway.config import GatewayConfig
 from healthhut.gateway.devices import DeviceSession
@@ -23,6 +25,7 @@ from healthhut.gateway.state import GatewayState
 from healthhut.gateway.status import health, keep_writing, snapshot
 from healthhut.gateway.transports import BleCentral
 from healthhut.gateway.uplink import Uplink
+from healthhut.protocol.configfile import ConfigError
 from healthhut.protocol.pseudonym import PseudonymKey
 from healthhut.protocol.sdnotify import Notifier, keep_notifying
 from healthhut.protocol.wire import HutHealth
@@ -47,22 +50,26 @@ async def supervised(
             await asyncio.sleep(RESTART_DELAY_S)
 
 
+# What SIGHUP cannot change in a running gateway: these take effect at the next start.
+RESTART_ONLY = ("hut_id", "state_dir", "mqtt", "uplink", "spool", "identity")
+
+
 class Gateway:
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewayConfig, config_path: Path | None = None) -> None:
         self.config = config
+        self.config_path = config_path
         self.state = GatewayState(config.state_dir)
         self.spool, self.spool_problem = open_spool(
             config.spool_path, int(config.spool.quota_mb * 1024 * 1024), gap_item
         )
         self.outbox = Outbox(self.spool)
-        clock_check = ClockCheck(timedelta(seconds=config.clock.max_device_skew_s))
         specs = {device.name: get_driver(device.driver) for device in config.device_configs}
         # One shared scanner for all BLE devices: BlueZ allows one discovery per client.
         self.central = BleCentral() if any(spec.transport == "ble" for spec in specs.values()) else None
         self.uplink = Uplink(config, self.state, self.spool)
         self.residents: SessionBook | None = None
         self.kiosk: KioskApi | None = None
-        pseudonyms: PseudonymKey | None = None
+        self.pseudonyms: PseudonymKey | None = None
         if config.identity is not None:
             roster = HutRoster(config.hut_id, config.state_dir)
             self.residents = SessionBook(
@@ -71,24 +78,103 @@ class Gateway:
                 roster=roster,
             )
             self.uplink.on_roster = roster.update
-            pseudonyms = PseudonymKey.load(config.identity.key_file)
-            self.kiosk = KioskApi(self.residents, pseudonyms, lambda: tuple(self.uplink.prompts))
+            self.pseudonyms = PseudonymKey.load(config.identity.key_file)
+            self.kiosk = KioskApi(self.residents, self.pseudonyms, lambda: tuple(self.uplink.prompts))
         self.uplink.health = self._health
-        self.sessions = [
-            DeviceSession(
-                device,
-                specs[device.name],
-                hut_id=config.hut_id,
-                state=self.state,
-                outbox=self.outbox,
-                clock_check=clock_check,
-                mains_hz=config.signal.mains_hz,
-                central=self.central,
-                residents=self.residents,
-                pseudonyms=pseudonyms,
-            )
-            for device in config.device_configs
-        ]
+        self.sessions = [self._session(device, config) for device in config.device_configs]
+        # Set while running: the task group, and each device's task by name (SIGHUP adds and removes).
+        self._group: asyncio.TaskGroup | None = None
+        self._device_tasks: dict[str, asyncio.Task[None]] = {}
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._reloading = asyncio.Lock()
+
+    def _session(self, device: DeviceConfig, config: GatewayConfig) -> DeviceSession:
+        return DeviceSession(
+            device,
+            get_driver(device.driver),
+            hut_id=config.hut_id,
+            state=self.state,
+            outbox=self.outbox,
+            clock_check=ClockCheck(timedelta(seconds=config.clock.max_device_skew_s)),
+            mains_hz=config.signal.mains_hz,
+            central=self.central,
+            residents=self.residents,
+            pseudonyms=self.pseudonyms,
+        )
+
+    def _start_device(self, session: DeviceSession) -> None:
+        assert self._group is not None
+        name = session.config.name
+        task = self._group.create_task(
+            supervised(f"device:{name}", session.run, self._crashed(session)), name=f"device:{name}"
+        )
+        self._device_tasks[name] = task
+        self._tasks.append(task)
+
+    async def _stop_device(self, session: DeviceSession) -> None:
+        task = self._device_tasks.pop(session.config.name)
+        self._tasks.remove(task)  # before it ends: a stopped device is no sign of a stuck gateway
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def reload(self) -> None:
+        """SIGHUP: read the config file again and apply its devices, [signal] and [clock] without a
+        restart. A device whose entry did not change keeps running untouched, so its readings flow on;
+        a changed one is reopened; a removed one stops; a new one starts. A config with an error is
+        refused, naming the file, line and key, and the running one is kept. Changes to the settings in
+        RESTART_ONLY are reported and wait for the next start."""
+        if self.config_path is None:
+            log.warning("reload asked, but the gateway was not started from a config file")
+            return
+        async with self._reloading:  # one reload at a time, however fast the signals come
+            try:
+                await self._reload(self.config_path)
+            except Exception:  # a task boundary: a failed reload must not take the hut down
+                log.exception("reload failed; the devices that were running keep running")
+
+    async def _reload(self, path: Path) -> None:
+        from healthhut.gateway.config import load_config
+
+        try:
+            new = await asyncio.to_thread(load_config, path)
+        except ConfigError as exc:
+            log.error("reload refused, the running config is kept: %s", exc)
+            return
+        later = [key for key in RESTART_ONLY if getattr(new, key) != getattr(self.config, key)]
+        if later:
+            log.warning("reload: %s change only at a restart (systemctl restart hut-gateway)", ", ".join(later))
+        everything = new.signal != self.config.signal or new.clock != self.config.clock
+        wanted = {device.name: device for device in new.device_configs}
+        kept: list[DeviceSession] = []
+        stopped = started = 0
+        for session in list(self.sessions):
+            if not everything and wanted.get(session.config.name) == session.config:
+                kept.append(session)
+                continue
+            await self._stop_device(session)
+            self.sessions.remove(session)
+            stopped += 1
+        running = {session.config.name for session in kept}
+        for name, device in wanted.items():
+            if name in running:
+                continue
+            if get_driver(device.driver).transport == "ble" and self.central is None:
+                log.warning("reload: device %s is the first BLE device; it starts at the next restart", name)
+                continue
+            session = self._session(device, new)
+            self.sessions.append(session)
+            self._start_device(session)
+            started += 1
+        self.config = self.config.model_copy(
+            update={
+                "devices": new.devices,
+                "device_configs": new.device_configs,
+                "signal": new.signal,
+                "clock": new.clock,
+            }
+        )
+        log.info("config reloaded: %d device(s) kept, %d stopped, %d started", len(kept), stopped, started)
 
     async def _health(self) -> HutHealth:
         status = await snapshot(self.config.hut_id, self.state.boot_id, self.sessions, self.spool, self.uplink.stats)
@@ -115,15 +201,13 @@ class Gateway:
         async with asyncio.TaskGroup() as group:
             uplink_task = group.create_task(self.uplink.run(), name="uplink")
             central_task = group.create_task(self.central.run(), name="ble-central") if self.central else None
-            device_tasks = [
-                group.create_task(
-                    supervised(f"device:{session.config.name}", session.run, self._crashed(session)),
-                    name=f"device:{session.config.name}",
-                )
-                for session in self.sessions
-            ]
+            self._group = group
+            self._tasks[:] = [uplink_task, *([central_task] if central_task else [])]
+            for session in self.sessions:
+                self._start_device(session)
+            loop.add_signal_handler(signal.SIGHUP, lambda: group.create_task(self.reload(), name="reload"))
             liveness = GatewayLiveness(
-                tasks=[uplink_task, *device_tasks, *([central_task] if central_task else [])],
+                tasks=self._tasks,
                 uplink=self.uplink.stats,
                 spool=self.spool,
                 devices=self.sessions,
@@ -149,7 +233,8 @@ class Gateway:
             status_task.cancel()
             notifier.stopping(f"stopping: sending the {self.spool.depth} item(s) still spooled")
             log.info("stopping: %d item(s) still to send", self.spool.depth)
-            for task in device_tasks:
+            loop.remove_signal_handler(signal.SIGHUP)
+            for task in self._device_tasks.values():
                 task.cancel()
             if central_task is not None:
                 central_task.cancel()

@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(args.log_level, args.log_format)
     from healthhut.gateway.app import Gateway
 
-    asyncio.run(Gateway(config).run())
+    asyncio.run(Gateway(config, args.config).run())
     return EXIT_OK
 
 

@@ -64,7 +64,14 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Installe
     result = run_install(wheel, "--role", "both", "--prefix", str(root))
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stderr == ""
+    # What the base system brings and a unit names: kill(1) for ExecReload= (procps, on every Debian).
+    # A copy, since systemd-analyze --root resolves an absolute symlink inside the root.
+    (root / "bin").mkdir()
+    shutil.copy2(shutil.which("kill") or "/bin/kill", root / "bin" / "kill")
     return Installed(root, result.stdout)
+
+
+BASE_SYSTEM = {"bin", "bin/kill"}
 
 
 def borrow_dependencies(installed: Installed) -> None:
