@@ -25,6 +25,7 @@ import contextlib
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ from healthhut.protocol import (
     shared,
 )
 from healthhut.protocol.topics import COLLECTORS_STATUS
+from healthhut.protocol.wire import MAX_SEQ, TOKEN_PATTERN
 
 log = logging.getLogger(__name__)
 
@@ -116,13 +118,18 @@ def lines_for(message: Message, received_at: datetime) -> list[str]:
 
 
 def envelope_of(payload: bytes) -> tuple[str, int] | None:
-    """(boot id, seq) of a message we refused, where they can still be read, so the hut can be told."""
+    """(boot id, seq) of a message we refused, where they can still be read, so the hut can be told.
+
+    Only what a StoreAck can carry: anything else would fail the confirmation, and with it the window.
+    """
     try:
         raw = json.loads(payload)
         boot_id, seq = raw["boot_id"], raw["seq"]
     except (ValueError, RecursionError, TypeError, KeyError):
         return None
-    if isinstance(boot_id, str) and isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0:
+    if not isinstance(boot_id, str) or not re.fullmatch(TOKEN_PATTERN, boot_id):
+        return None
+    if isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq <= MAX_SEQ:
         return boot_id, seq
     return None
 

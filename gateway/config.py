@@ -103,7 +103,11 @@ def load_config(path: Path | str) -> GatewayConfig:
         driver_name = entry.get("driver")
         if not isinstance(driver_name, str):
             loc = (*where, "driver")
-            raise ConfigError(path, key_path(loc), "required key is missing", locate(text, where))
+            if driver_name is None:
+                raise ConfigError(path, key_path(loc), "required key is missing", locate(text, where))
+            kind = {bool: "a boolean", int: "an integer", float: "a float", dict: "a table", list: "an array"}
+            message = f"must be a driver's name in quotes, not {kind.get(type(driver_name), 'a date or time')}"
+            raise ConfigError(path, key_path(loc), message, locate(text, loc))
         try:
             spec = get_driver(driver_name)
         except DriverNotFoundError as exc:

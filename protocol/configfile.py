@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from healthhut.protocol.errors import field_path, path_text
+
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -51,43 +53,69 @@ class ConfigError(Exception):
 
 def key_path(loc: tuple[int | str, ...]) -> str:
     """``("devices", 0, "path")`` → ``devices[0].path``."""
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
+    return path_text(loc)
+
+
+# A key as TOML writes it: bare, "basic" or 'literal', and dotted (a."b.c").
+_KEY = r"""(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*')"""
+_DOTTED = rf"{_KEY}(?:\s*\.\s*{_KEY})*"
+_HEADER = re.compile(rf"^\s*(\[\[?)\s*({_DOTTED})\s*\]\]?\s*(?:#.*)?$")
+_ASSIGN = re.compile(rf"^\s*({_DOTTED})\s*=")
+
+
+def _names(dotted: str) -> list[str | int] | None:
+    """The key names of a dotted key as written (``a."b.c"`` → ``["a", "b.c"]``), read by tomllib itself."""
+    try:
+        node: Any = tomllib.loads(f"{dotted} = 0")
+    except tomllib.TOMLDecodeError:
+        return None
+    names: list[str | int] = []
+    while isinstance(node, dict) and len(node) == 1:
+        ((name, node),) = node.items()
+        names.append(name)
+    return names
 
 
 def locate(text: str, loc: tuple[int | str, ...]) -> int | None:
     """Best-effort line of the key at ``loc`` in TOML ``text``.
 
     tomllib keeps no positions, so this follows table headers (``[a.b]``, ``[[devices]]``) and
-    ``key =`` lines. It handles the layouts our example configs use; anything else falls back to the
-    nearest enclosing table, and never to a wrong key.
+    ``key =`` lines (dotted and quoted keys too), skipping multi-line strings. Anything else falls back
+    to the nearest enclosing table, and never to a wrong key.
     """
-    lines = text.splitlines()
     table: list[str | int] = []
-    array_counts: dict[str, int] = {}
-    best: int | None = None
-    header = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
-    assign = re.compile(r"^\s*([A-Za-z0-9_\-\"']+)\s*=")
+    array_counts: dict[tuple[str | int, ...], int] = {}
+    best: int | None = None  # the nearest table holding the key
+    inside: int | None = None  # the first line inside the key (a table given by [a.b] or a.b = ...)
     want = list(loc)
-    for number, line in enumerate(lines, start=1):
-        if match := header.match(line):
-            names: list[str | int] = [n.strip().strip("\"'") for n in match.group(2).split(".")]
+    in_string: str | None = None
+    # TOML ends lines at \n only; str.splitlines would also split at \x85, \u2028 and others.
+    for number, line in enumerate(text.split("\n"), start=1):
+        if in_string is not None:
+            if in_string in line:
+                in_string = None
+            continue
+        if (match := _HEADER.match(line)) and (names := _names(match.group(2))) is not None:
             if match.group(1) == "[[":
-                name = ".".join(str(n) for n in names)
-                index = array_counts.get(name, -1) + 1
-                array_counts[name] = index
+                index = array_counts.get(tuple(names), -1) + 1
+                array_counts[tuple(names)] = index
                 names = [*names, index]
             table = names
+            if table == want:
+                return number
             if want[: len(table)] == table:
                 best = number
+            elif table[: len(want)] == want and inside is None:
+                inside = number
             continue
-        if match := assign.match(line):
-            key = match.group(1).strip("\"'")
-            if [*table, key] == want[: len(table) + 1] and len(table) + 1 <= len(want):
+        if (match := _ASSIGN.match(line)) and (names := _names(match.group(1))) is not None:
+            full = [*table, *names]
+            if full == want[: len(full)]:
                 return number
-    return best
+            if full[: len(want)] == want and inside is None:
+                inside = number
+        in_string = next((quote for quote in ('"""', "'''") if line.count(quote) % 2 == 1), None)
+    return inside if inside is not None else best
 
 
 def read_toml(path: Path) -> tuple[str, dict[str, Any]]:
@@ -119,11 +147,11 @@ def validate(path: Path | str, text: str, data: Any, model: type[M], prefix: tup
         errors = exc.errors(include_url=False)
         # A misspelt key also makes the real key "missing"; the misspelling is the one to show.
         first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-        loc = (*prefix, *first["loc"])
+        loc = (*prefix, *field_path(first, data))
         more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
         message = first["msg"]
         if first["type"] == "extra_forbidden":
             message = "unknown key (check its spelling)"
-        elif first["type"] == "missing":
+        elif first["type"] in ("missing", "union_tag_not_found"):
             message = "required key is missing"
         raise ConfigError(path, key_path(loc), message + more, locate(text, loc)) from None

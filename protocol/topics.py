@@ -20,7 +20,8 @@ COLLECTORS_STATUS = f"{ROOT}/collectors/status"
 
 def check_hut_id(hut_id: str) -> str:
     """Return ``hut_id`` if it is a valid id (lower-case letters, digits, ``-`` and ``_``, 1-64 long)."""
-    if not _HUT_ID.match(hut_id):
+    # fullmatch: "$" alone would also let through a hut id ending in a newline.
+    if not _HUT_ID.fullmatch(hut_id):
         raise ValueError(f"hut id {hut_id!r} must match {HUT_ID_PATTERN}")
     return hut_id
 
@@ -45,7 +46,7 @@ def parse_hut_topic(topic: str) -> tuple[str, Channel]:
     if len(parts) != 5 or f"{parts[0]}/{parts[1]}" != ROOT or parts[2] != "huts":
         raise ProtocolError("bad_topic", f"topic {topic!r} is not under {ROOT}/huts/<hut_id>/<channel>")
     hut_id, channel = parts[3], parts[4]
-    if not _HUT_ID.match(hut_id):
+    if not _HUT_ID.fullmatch(hut_id):
         raise ProtocolError("bad_topic", f"hut id {hut_id!r} in topic does not match {HUT_ID_PATTERN}")
     if channel not in CHANNELS:
         raise ProtocolError("bad_topic", f"unknown channel {channel!r}; expected one of {CHANNELS}")

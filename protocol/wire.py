@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
+import reprlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
@@ -25,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from healthhut.protocol.errors import ProtocolError
+from healthhut.protocol.errors import ProtocolError, field_path, path_text
 from healthhut.protocol.reading import Reading
 from healthhut.protocol.topics import HUT_ID_PATTERN, Channel
 from healthhut.protocol.vocabulary import KINDS, Finding, Flag, Kind, value_problem
@@ -37,11 +40,14 @@ SCHEMA_VERSION = 1
 MAX_MESSAGE_BYTES = 256 * 1024
 MAX_BATCH = 500
 MAX_STRIPS = 64
+# Message numbers end up as SQLite INTEGERs (the collector's sequence ledger, the gateway's spool).
+MAX_SEQ = 2**63 - 1
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 HutId = Annotated[str, StringConstraints(pattern=HUT_ID_PATTERN)]
-Token = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
+TOKEN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+Token = Annotated[str, StringConstraints(pattern=TOKEN_PATTERN)]
 Reason = Annotated[str, StringConstraints(max_length=200)]
 ObservationId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
 
@@ -156,6 +162,16 @@ class WaveStrip(_Model):
         return kind
 
     @model_validator(mode="after")
+    def _samples_are_storable(self) -> WaveStrip:
+        # Sample i is stored at start + i / fs with the value raw * gain + offset: both must stay storable.
+        if self.n / self.fs > (LATEST - self.start).total_seconds():
+            start = self.start.isoformat()
+            raise ValueError(f"fs: {self.n} samples at {self.fs} Hz from {start} would end after {LATEST.year}")
+        if not math.isfinite(32768 * abs(self.gain) + abs(self.offset)):
+            raise ValueError("gain: int16 samples times this gain, plus the offset, are not finite numbers")
+        return self
+
+    @model_validator(mode="after")
     def _data_holds_n_samples(self) -> WaveStrip:
         try:
             unpack_samples(self.data, self.n)
@@ -174,8 +190,10 @@ class Envelope(_Model):
     schema_version: Literal[1] = Field(default=1, alias="schema")
     hut_id: HutId
     boot_id: Token
-    seq: int = Field(ge=0)
+    seq: int = Field(ge=0, le=MAX_SEQ)
     sent_at: AwareDatetime
+
+    _storable = field_validator("sent_at")(_storable_time)
 
 
 class ObservationBatch(Envelope):
@@ -194,7 +212,7 @@ class DeviceEvent(Envelope):
     type: Literal["event"] = "event"
     event: Literal["connected", "disconnected", "device_error", "gap", "started", "stopping", "spool_reset"]
     device: Device | None = None
-    detail: dict[str, str | int | float | bool] = Field(default_factory=dict, max_length=32)
+    detail: dict[str, str | int | FiniteFloat | bool] = Field(default_factory=dict, max_length=32)
 
 
 class DeviceHealth(_Model):
@@ -254,7 +272,7 @@ class StoreAck(_Model):
     type: Literal["ack"] = "ack"
     hut_id: HutId
     boot_id: Token
-    seqs: list[Annotated[int, Field(ge=0)]] = Field(min_length=1, max_length=1000)
+    seqs: list[Annotated[int, Field(ge=0, le=MAX_SEQ)]] = Field(min_length=1, max_length=1000)
     outcome: Literal["stored", "dead_letter"]
 
 
@@ -414,13 +432,6 @@ def encode(message: Message | StoreAck | CollectorStatus) -> bytes:
     return message.model_dump_json(by_alias=True, exclude_none=True).encode()
 
 
-def _location(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
 def decode(channel: Channel | str, payload: bytes) -> Message:
     """Parse and validate one message from ``channel``. Raises ProtocolError saying what and where."""
     model = MESSAGE_TYPES.get(channel)
@@ -440,25 +451,59 @@ def decode_collector_status(payload: bytes) -> CollectorStatus:
 
 M = TypeVar("M", bound=BaseModel)
 
+# JSON may escape half of a UTF-16 surrogate pair ("\ud800"), which Python decodes to a string no UTF-8
+# encoder takes: not text. Only a payload with such an escape is searched for one.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_DETAIL = 300
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _DETAIL else text[:_DETAIL] + "…"
+
+
+def _lone_surrogate(raw: Any) -> tuple[int | str, ...] | None:
+    """The path of a key or string holding a lone surrogate, or None."""
+    stack: list[tuple[tuple[int | str, ...], Any]] = [((), raw)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, str):
+            if _SURROGATE.search(node):
+                return path
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                if _SURROGATE.search(key):
+                    return (*path, key)
+                stack.append(((*path, key), value))
+        elif isinstance(node, list):
+            stack.extend(((*path, index), value) for index, value in enumerate(node))
+    return None
+
 
 def _validate(model: type[M], payload: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> M:
     if len(payload) > max_bytes:
         raise ProtocolError("too_large", f"{len(payload)} bytes exceeds the {max_bytes}-byte limit")
     try:
-        raw: Any = json.loads(payload)
+        # UTF-8 only (RFC 8259): json.loads would also take UTF-16 and UTF-32 bytes.
+        text = payload.decode("utf-8")
+        raw: Any = json.loads(text)
     except (ValueError, RecursionError) as exc:
         # ValueError covers bad UTF-8, bad JSON and integers too long to convert; RecursionError, nesting.
         raise ProtocolError("malformed_json", str(exc)[:200] or type(exc).__name__) from None
+    if _SURROGATE_ESCAPE.search(text) and (lone := _lone_surrogate(raw)) is not None:
+        detail = "holds half of a UTF-16 surrogate pair (\\ud800-\\udfff), which is not text"
+        raise ProtocolError("invalid_field", detail, path_text(lone) or None)
     if not isinstance(raw, dict):
         raise ProtocolError("invalid_field", f"a message is a JSON object, not {type(raw).__name__}")
     version = raw.get("schema")
     if version != SCHEMA_VERSION or isinstance(version, bool):  # True == 1 in Python
-        detail = "missing" if version is None else f"{version!r} is not supported"
+        detail = "missing" if version is None else f"{reprlib.repr(version)} is not supported"
         raise ProtocolError("unsupported_schema", f"schema version {detail}; expected {SCHEMA_VERSION}", "schema")
     try:
         message = model.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ProtocolError("invalid_field", f"{first['msg']}{more}", _location(first["loc"])) from None
+        where = path_text(field_path(first, raw)) or None
+        raise ProtocolError("invalid_field", _clip(first["msg"]) + more, where) from None
     return message

@@ -40,7 +40,8 @@ class GattDeviceConfig(DeviceConfig):
     def _known_zone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        # OSError: a key that names a folder of the zone database ("Asia"), or is too long for a file name.
+        except (ZoneInfoNotFoundError, ValueError, OSError):
             raise ValueError(f"{value!r} is not an IANA time zone (for example Asia/Shanghai)") from None
         return value
 
