@@ -146,6 +146,8 @@ async def _run(config_path: Path) -> None:
         await writer.ensure_database()
     store = DeadLetterStore(config.dead_letters.path, config.dead_letters.max_payload_bytes)
     ingest = Ingest(config, writer, store, alerts=alerts)
+    if alerts is not None:
+        alerts.health = ingest.health
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -123,12 +123,15 @@ class ContactConfig(FrozenConfig):
 
 
 class AlertHttpConfig(FrozenConfig):
-    """The acknowledgement endpoint: POST /v1/alerts/{alert_id}/ack with a contact's bearer token."""
+    """The collector's HTTP endpoints, each needing a bearer token: POST /v1/alerts/{alert_id}/ack and
+    GET /v1/alerts (a contact's token), GET /v1/health (the health token, or a contact's)."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=8470, ge=0, le=65535)
     # The address clinicians reach it at, for the ack link in each alert (behind a TLS proxy).
     public_url: str | None = Field(default=None, pattern=r"^https?://")
+    # A secret for monitoring: GET /v1/health with it as the bearer token (a contact's token works too).
+    health_token_file: Path | None = None
 
 
 class AlertingConfig(FrozenConfig):

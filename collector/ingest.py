@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import random
@@ -30,7 +31,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 import aiomqtt
 
@@ -202,6 +203,10 @@ class Ingest:
         self.limiter = RateLimiter(config.ingest.hut_messages_per_s, config.ingest.hut_burst)
         self.stats = IngestStats()
         self.subscribed = asyncio.Event()
+
+    def health(self) -> dict[str, Any]:
+        """Whether this collector is subscribed, and its counts so far (GET /v1/health)."""
+        return {"subscribed": self.subscribed.is_set(), **dataclasses.asdict(self.stats)}
 
     # -- one message -------------------------------------------------------------------------------
     def prepare(self, topic: str, payload: bytes, retained: bool = False) -> Delivery:

@@ -18,7 +18,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -79,6 +79,12 @@ class AckTokens:
             for c in config.contacts
             if c.token_file is not None
         ]
+        health = config.http.health_token_file if config.http is not None else None
+        self._monitor = _read_secret(health, "health token").encode() if health is not None else None
+
+    def is_monitor(self, token: str | None) -> bool:
+        """Is this the monitoring token (GET /v1/health only)?"""
+        return bool(token) and self._monitor is not None and hmac.compare_digest(self._monitor, str(token).encode())
 
     def who(self, token: str | None) -> str | None:
         if not token:
@@ -239,6 +245,8 @@ class AlertService:
         self.config = config
         self.store = SqliteAlertStore(config.alerting_path)
         self.tokens = AckTokens(alerting)
+        # The ingest's counts for GET /v1/health (set by the collector's run); None: not known here.
+        self.health: Callable[[], dict[str, Any]] | None = None
         self.link = MqttLink(config, self._mqtt_ack)
         channels: dict[str, Channel] = {"command": HutCommandChannel(self.link)}
         if alerting.mqtt:
@@ -393,6 +401,7 @@ class AlertService:
         app = web.Application()
         app.router.add_post("/v1/alerts/{alert_id}/ack", self._http_ack)
         app.router.add_get("/v1/alerts", self._http_list)
+        app.router.add_get("/v1/health", self._http_health)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, http.host, http.port)
@@ -412,6 +421,23 @@ class AlertService:
     async def _http_ack(self, request: web.Request) -> web.Response:
         status, body = await self.acknowledge(request.match_info["alert_id"], self._bearer(request))
         return web.json_response(body, status=status, dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+    async def _http_health(self, request: web.Request) -> web.Response:
+        """For monitoring: is the collector subscribed, what has it handled, and are alerts going out.
+        Counts only. 200 when healthy, 503 when not (not subscribed, or notifications dead-lettered)."""
+        token = self._bearer(request)
+        if self.tokens.who(token) is None and not self.tokens.is_monitor(token):
+            return web.json_response({"error": "a valid health or contact token is required"}, status=401)
+        ingest = self.health() if self.health is not None else {}
+        open_alerts = await asyncio.to_thread(self.store.episodes, open_only=True)
+        dead = await asyncio.to_thread(self.store.outbox, "dead", 1000)
+        healthy = bool(ingest.get("subscribed", True)) and not dead and self.link.connected.is_set()
+        body = {
+            "status": "ok" if healthy else "degraded",
+            "ingest": ingest,
+            "alerts": {"open": len(open_alerts), "undelivered": len(dead), "mqtt": self.link.connected.is_set()},
+        }
+        return web.json_response(body, status=200 if healthy else 503)
 
     async def _http_list(self, request: web.Request) -> web.Response:
         if self.tokens.who(self._bearer(request)) is None:

@@ -463,3 +463,41 @@ def test_a_webhook_that_would_send_health_values_in_clear_is_a_config_error(
     )
     assert main(["run", "--config", str(missing)]) == EXIT_CONFIG
     assert "cannot read the webhook secret" in capsys.readouterr().err
+
+
+async def test_health_needs_a_token_and_says_what_the_collector_has_done(
+    stack: LocalStack, tmp_path: Path, unique: str
+) -> None:
+    monitor = "monitoring-token-5b1f0e"
+    cfg = config(
+        stack,
+        tmp_path,
+        unique,
+        {
+            "http": {"port": 0, "health_token_file": str(write(tmp_path / "health.token", monitor + "\n"))},
+            "contacts": [{"name": "dr-wang", "token_file": str(write(tmp_path / "wang.token", DOCTOR_TOKEN))}],
+        },
+    )
+    async with collector(cfg) as (ingest, service):
+        service.health = ingest.health
+        hut = f"hut-{unique}"
+        normal = reading_obs(hut, CUFF, Kind.BLOOD_PRESSURE, 0, subject(7), systolic=118, diastolic=76, pulse_rate=70)
+        await publish(stack, batch(hut, 1, [normal]))
+        await eventually(lambda: ingest.stats.observations == 1)
+        await eventually(lambda: service.http_port is not None)
+        url = f"http://127.0.0.1:{service.http_port}/v1/health"
+        async with ClientSession() as http:
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Bearer {monitor[:-1]}"}):
+                async with http.get(url, headers=headers) as refused:
+                    assert refused.status == 401
+            for token in (monitor, DOCTOR_TOKEN):
+                async with http.get(url, headers={"Authorization": f"Bearer {token}"}) as answered:
+                    assert answered.status == 200
+                    body = await answered.json()
+            assert body["status"] == "ok" and body["ingest"]["subscribed"] is True
+            assert body["ingest"]["observations"] == 1 and body["ingest"]["dead_letters"] == 0
+            assert body["alerts"] == {"open": 0, "undelivered": 0, "mqtt": True}
+            # Not subscribed (the broker lost the collector's session): monitoring sees 503 at once.
+            ingest.subscribed.clear()
+            async with http.get(url, headers={"Authorization": f"Bearer {monitor}"}) as degraded:
+                assert degraded.status == 503 and (await degraded.json())["status"] == "degraded"
