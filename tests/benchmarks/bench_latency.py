@@ -150,7 +150,7 @@ def _configs(folder: Path, stack: LocalStack, receiver: Receiver, kiosk_port: in
     return collector, gateway
 
 
-def _kiosk(method: str, url: str, body: dict[str, Any] | None = None) -> int:
+def kiosk_call(method: str, url: str, body: dict[str, Any] | None = None) -> int:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
     try:
@@ -193,11 +193,11 @@ def run() -> int:
                 poller = Poller(stack.influxd.url, "bench")
                 url = f"http://127.0.0.1:{kiosk_port}/v1/session"
                 for n in range(SESSIONS):
-                    status = _kiosk("POST", url, {"resident_id": f"B{n:09d}", "age_band": "70-79y"})
+                    status = kiosk_call("POST", url, {"resident_id": f"B{n:09d}", "age_band": "70-79y"})
                     if status != 201:
                         print(f"kiosk refused session {n}: HTTP {status}", file=sys.stderr)
                     time.sleep(SESSION_S)
-                    _kiosk("DELETE", url)
+                    kiosk_call("DELETE", url)
                     if n % 10 == 9:
                         print(f"  {n + 1}/{SESSIONS} sessions, {len(receiver.arrivals)} alerts so far", flush=True)
                 time.sleep(POLL_S + 2)

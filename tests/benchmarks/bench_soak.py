@@ -27,8 +27,6 @@ import os
 import statistics
 import sys
 import tempfile
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +38,7 @@ from healthhut.devstack.fakebluez import FakeBlueZ
 from healthhut.devstack.programs import Programs
 from healthhut.protocol import ObservationBatch, ProtocolError, Status, StoreAck, WaveBatch, decode, encode, hut_topic
 from healthhut.protocol.pseudonym import generate_key_file
+from tests.benchmarks.bench_latency import kiosk_call
 
 HUT = "soak-hut"
 GOAL_GROWTH_MB = 5.0
@@ -76,6 +75,7 @@ class Sample:
 
     t: float
     rss_kb: int
+    anon_kb: int
     fds: int
     threads: int
     cpu_s: float
@@ -105,6 +105,7 @@ def sample(pid: int, t: float, readings: int) -> Sample:
     return Sample(
         t=t,
         rss_kb=int(fields["VmRSS"].split()[0]),
+        anon_kb=int(fields["RssAnon"].split()[0]),
         fds=len(os.listdir(f"/proc/{pid}/fd")),
         threads=int(fields["Threads"]),
         cpu_s=(utime + stime) / CLOCK_TICKS,
@@ -136,25 +137,15 @@ async def confirm_everything(port: int, forwarded: Forwarded, ready: asyncio.Eve
             await client.publish(hut_topic(HUT, "ack"), encode(ack), qos=1)
 
 
-def _kiosk(method: str, url: str, body: dict[str, str] | None = None) -> int:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-
-
 async def residents(kiosk_port: int, refused: list[int]) -> None:
     """A new resident every SESSION_EVERY_S, signed out after SESSION_LENGTH_S, as on a busy morning."""
     url = f"http://127.0.0.1:{kiosk_port}/v1/session"
     for n in range(10**6):
-        status = await asyncio.to_thread(_kiosk, "POST", url, {"resident_id": f"S{n:09d}", "age_band": "70-79y"})
+        status = await asyncio.to_thread(kiosk_call, "POST", url, {"resident_id": f"S{n:09d}", "age_band": "70-79y"})
         if status != 201:
             refused.append(status)
         await asyncio.sleep(SESSION_LENGTH_S)
-        await asyncio.to_thread(_kiosk, "DELETE", url)
+        await asyncio.to_thread(kiosk_call, "DELETE", url)
         await asyncio.sleep(SESSION_EVERY_S - SESSION_LENGTH_S)
 
 
@@ -212,7 +203,8 @@ async def watch(
 
 def row(last: Sample, samples: list[Sample]) -> str:
     return (
-        f"{last.t:>5.0f} s  rss {last.rss_kb / 1024:6.1f} MB  fds {last.fds:>3}  threads {last.threads:>2}  "
+        f"{last.t:>5.0f} s  rss {last.rss_kb / 1024:6.1f} MB (anon {last.anon_kb / 1024:5.1f})  "
+        f"fds {last.fds:>3}  threads {last.threads:>2}  "
         f"cpu {last.cpu_s - samples[0].cpu_s:6.1f} s  readings {last.readings - samples[0].readings:>6}"
     )
 
@@ -225,6 +217,7 @@ def window_median(samples: list[Sample], value: str) -> float:
 class Figures:
     steady_rss_mb: float
     rss_growth_mb: float
+    anon_growth_mb: float
     rss_slope_mb_per_h: float
     fds_growth: int
     fds_max: int
@@ -252,6 +245,7 @@ def figures(load: list[Sample], idle: list[Sample], warmup: float, seconds: floa
     return Figures(
         steady_rss_mb=window_median(late, "rss_kb") / 1024,
         rss_growth_mb=(window_median(last, "rss_kb") - window_median(first, "rss_kb")) / 1024,
+        anon_growth_mb=(window_median(last, "anon_kb") - window_median(first, "anon_kb")) / 1024,
         rss_slope_mb_per_h=slope * 3600,
         fds_growth=round(window_median(last, "fds") - window_median(first, "fds")),
         fds_max=max(s.fds for s in load),
@@ -271,6 +265,7 @@ def report(f: Figures, forwarded: Forwarded, seconds: float, idle_seconds: float
     rows = [
         ("RSS at steady state (MB)", f"{f.steady_rss_mb:.1f}", "< 100", verdict(f.steady_rss_mb < GOAL_STEADY_MB)),
         ("RSS growth after warm-up (MB)", f"{f.rss_growth_mb:.2f}", "<= 5", verdict(f.rss_growth_mb <= GOAL_GROWTH_MB)),
+        ("  of which anonymous (heap) (MB)", f"{f.anon_growth_mb:.2f}", "", "(the rest: pages of code and files)"),
         ("RSS trend (MB/h, least squares)", f"{f.rss_slope_mb_per_h:.2f}", "", ""),
         ("open descriptors growth", f"{f.fds_growth}", "0", f"(max {f.fds_max} open)"),
         ("threads growth", f"{f.threads_growth}", "", ""),

@@ -5,25 +5,21 @@ gateway's real device sessions: `scan --card-reader` holding a card on an RDM630
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from healthhut.drivers import DeviceConfig, get_driver
 from healthhut.drivers.card_reader import CardReaderConfig
 from healthhut.drivers.hid_scanner import HidScannerConfig
 from healthhut.firmware_sim.cli import main
-from healthhut.gateway.devices import DeviceSession
 from healthhut.gateway.identity import SessionBook
-from healthhut.gateway.outbox import Outbox, gap_item
-from healthhut.gateway.spool import MemorySpool
-from healthhut.gateway.state import GatewayState
-from healthhut.protocol.pseudonym import PseudonymKey, generate_key_file
+from healthhut.protocol.pseudonym import PseudonymKey
 from tests.conftest import eventually
+from tests.gateway.test_identity_sources import key, running
+
+__all__ = ["key"]  # the fixture, shared with the gateway-level tests
 
 
 async def hut_sim(*args: str) -> tuple[int, str]:
@@ -40,40 +36,11 @@ async def hut_sim(*args: str) -> tuple[int, str]:
     return process.returncode, err.decode()
 
 
-@pytest.fixture
-def key(tmp_path: Path) -> PseudonymKey:
-    path = tmp_path / "pseudonym.key"
-    generate_key_file(path)
-    return PseudonymKey.load(path)
-
-
-@contextlib.asynccontextmanager
-async def gateway_reading(
-    config: DeviceConfig, residents: SessionBook, key: PseudonymKey, tmp: Path
-) -> AsyncIterator[DeviceSession]:
-    session = DeviceSession(
-        config,
-        get_driver(config.driver),
-        hut_id="hut-1",
-        state=GatewayState(tmp / "state"),
-        outbox=Outbox(MemorySpool(10**6, gap_item)),
-        residents=residents,
-        pseudonyms=key,
-    )
-    task = asyncio.create_task(session.run())
-    try:
-        yield session
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 async def test_a_card_held_on_the_simulated_reader_is_one_session(tmp_path: Path, key: PseudonymKey) -> None:
     residents = SessionBook()
     link = tmp_path / "card-reader"
     config = CardReaderConfig(driver="card-reader", name="reader", path=str(link))
-    async with gateway_reading(config, residents, key, tmp_path) as session:
+    async with running(config, residents, key, tmp_path) as session:
         code, err = await hut_sim(
             "scan", "--card-reader", "--link", str(link), "--code", "62E3086CED", "--present", "1.5",
             "--interval", "1.5", "--hold", "0.3",
@@ -91,7 +58,7 @@ async def test_the_simulated_keyboard_scanner_is_read_from_its_fifo(tmp_path: Pa
     path = tmp_path / "hid-scanner"
     os.mkfifo(path)
     config = HidScannerConfig(driver="hid-scanner", name="hid", path=str(path))
-    async with gateway_reading(config, residents, key, tmp_path) as session:
+    async with running(config, residents, key, tmp_path) as session:
         code, err = await hut_sim(
             "scan", "--hid", str(path), "--code", "11010519491231002X", "--code", "QR:Ab-9/x",
             "--interval", "0.3", "--hold", "0.3", "--key-delay", "0.001",
