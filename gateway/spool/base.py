@@ -127,9 +127,11 @@ def plan_eviction(stored: Sequence[tuple[int, Priority, int]], need_bytes: int, 
 
 
 def gaps_of(evicted: Sequence[tuple[SpoolChannel, Priority, int]]) -> list[Gap]:
-    """Summarise evicted (channel, priority, size) rows as one Gap per channel and priority."""
+    """Summarise evicted (channel, priority, size) rows as one Gap per channel and priority, in the order
+    the policy evicts them (lowest priority first), whatever order the rows came in."""
     totals: dict[tuple[SpoolChannel, Priority], tuple[int, int]] = {}
     for channel, priority, size in evicted:
         count, total = totals.get((channel, priority), (0, 0))
         totals[(channel, priority)] = (count + 1, total + size)
-    return [Gap(channel, priority, count, total) for (channel, priority), (count, total) in totals.items()]
+    ordered = sorted(totals.items(), key=lambda entry: entry[0][1])
+    return [Gap(channel, priority, count, total) for (channel, priority), (count, total) in ordered]

@@ -23,6 +23,7 @@ from healthhut.gateway.spool import (
     SqliteSpool,
     open_spool,
 )
+from healthhut.gateway.spool.base import gaps_of
 from healthhut.gateway.spool.sqlite import DISK_RESERVE_BYTES
 
 PRIORITY_OF = {"wave": Priority.WAVEFORM, "event": Priority.DIAGNOSTIC, "obs": Priority.VITAL}
@@ -240,3 +241,17 @@ async def test_a_completely_full_disk_refuses_cleanly_and_recovers(small_disk: P
     await spool.put([item(999, "obs", 2000)])
     assert [i.key for i in await everything(spool, "obs")] == [*accepted, "obs-999"]
     await spool.close()
+
+
+def test_gap_records_list_an_eviction_lowest_priority_first_whatever_the_row_order() -> None:
+    # Rows come back from the database oldest first: here a device's events before the waveforms.
+    evicted = [
+        ("event", Priority.DIAGNOSTIC, 100),
+        ("wave", Priority.WAVEFORM, 500),
+        ("event", Priority.DIAGNOSTIC, 120),
+        ("wave", Priority.WAVEFORM, 700),
+    ]
+    assert gaps_of(evicted) == [  # type: ignore[arg-type]
+        Gap("wave", Priority.WAVEFORM, 2, 1200),
+        Gap("event", Priority.DIAGNOSTIC, 2, 220),
+    ]
