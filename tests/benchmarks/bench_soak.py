@@ -289,31 +289,46 @@ def report(f: Figures, forwarded: Forwarded, seconds: float, idle_seconds: float
     )
 
 
+async def cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+        await task
+
+
 async def soak(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as cleanup:
         if args.keep is not None:
             folder = args.keep
-            folder.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(parents=True)
         else:
             folder = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="hh-soak-")))
         with LocalStack(folder / "servers", mosquitto=True, influxd=False, victoria=False) as stack:
             bluez = await asyncio.to_thread(FakeBlueZ(folder / "bluez").start)
             programs = Programs(folder / "logs")
+            forwarded = Forwarded()
+            ready = asyncio.Event()
+            collector = asyncio.create_task(confirm_everything(stack.mosquitto.port, forwarded, ready))
             try:
-                return await _run(args, folder, stack, bluez, programs)
+                await asyncio.wait_for(ready.wait(), 10)
+                return await _run(args, folder, stack.mosquitto.port, bluez, programs, forwarded, collector)
             finally:
+                await cancel(collector)
                 # The programs first let go of the fake BlueZ's bus.
                 await asyncio.to_thread(programs.stop_all)
                 await asyncio.to_thread(bluez.stop)
 
 
-async def _run(args: argparse.Namespace, folder: Path, stack: LocalStack, bluez: FakeBlueZ, programs: Programs) -> int:
-    forwarded = Forwarded()
-    ready = asyncio.Event()
-    collector = asyncio.create_task(confirm_everything(stack.mosquitto.port, forwarded, ready))
-    await asyncio.wait_for(ready.wait(), 10)
+async def _run(
+    args: argparse.Namespace,
+    folder: Path,
+    port: int,
+    bluez: FakeBlueZ,
+    programs: Programs,
+    forwarded: Forwarded,
+    collector: asyncio.Task[None],
+) -> int:
     kiosk_port = free_port()
-    config = gateway_config(folder, stack.mosquitto.port, kiosk_port)
+    config = gateway_config(folder, port, kiosk_port)
     sims = start_simulators(programs, folder, bluez)
     start_program(
         programs, "gateway", "hut-gateway", "run", "--config", str(config),
@@ -328,9 +343,7 @@ async def _run(args: argparse.Namespace, folder: Path, stack: LocalStack, bluez:
         load = await watch(pid, args.seconds, args.sample_every, forwarded, collector, "load")
         await asyncio.to_thread(programs.check_running, "gateway", *sims)
     finally:
-        sessions.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sessions
+        await cancel(sessions)
     for name in sims:
         await asyncio.to_thread(programs.stop, name)
     print(f"devices switched off; {args.settle_seconds:.0f} s to settle, then {args.idle_seconds:.0f} s idle")
@@ -338,9 +351,6 @@ async def _run(args: argparse.Namespace, folder: Path, stack: LocalStack, bluez:
     idle = await watch(pid, args.idle_seconds, args.sample_every, forwarded, collector, "idle")
     status = json.loads((folder / "state" / "status.json").read_text())
     code = await asyncio.to_thread(programs.stop, "gateway")
-    collector.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await collector
     log = programs.log("gateway", tail=10**9)
     if code != 0 or "Traceback" in log:
         print(f"soak: FAILED, the gateway exited with {code}:\n{log[-4000:]}", file=sys.stderr)
@@ -358,9 +368,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-seconds", type=float, default=120.0, help="seconds measured with the devices off (120)")
     parser.add_argument("--settle-seconds", type=float, default=20.0, help="after switching off, before idle (20)")
     parser.add_argument("--warmup", type=float, default=60.0, help="seconds of load left out of the figures (60)")
-    parser.add_argument("--keep", type=Path, help="work in this folder and leave it there (configs, logs)")
+    parser.add_argument("--keep", type=Path, help="work in this new folder and leave it there (configs, logs)")
     parser.add_argument("--sample-every", type=float, default=5.0, help="seconds between samples (5)")
     args = parser.parse_args(argv)
+    if args.keep is not None and args.keep.exists():
+        # A key file, spool or state left by another run would change this one.
+        parser.error(f"--keep {args.keep}: give a folder that does not exist yet")
     # A short run keeps a third of its load for the warm-up at most, so that steady windows remain.
     args.warmup = min(args.warmup, args.seconds / 3)
     return asyncio.run(soak(args))
