@@ -168,7 +168,7 @@ class Uplink:
                     finally:
                         for task in (acks, status):
                             task.cancel()
-                            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError, PublishRefusedError):
+                            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
                                 await task
                     await puback.publish(status_topic, await self._status("offline"), retain=True)
                     return

@@ -17,23 +17,10 @@ from healthhut.firmware_sim.cli import main
 from healthhut.gateway.identity import SessionBook
 from healthhut.protocol.pseudonym import PseudonymKey
 from tests.conftest import eventually
+from tests.firmware_sim.test_identity_tools import hut_sim
 from tests.gateway.test_identity_sources import key, running
 
 __all__ = ["key"]  # the fixture, shared with the gateway-level tests
-
-
-async def hut_sim(*args: str) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "healthhut.firmware_sim.cli",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, err.decode()
 
 
 async def test_a_card_held_on_the_simulated_reader_is_one_session(tmp_path: Path, key: PseudonymKey) -> None:
@@ -41,7 +28,7 @@ async def test_a_card_held_on_the_simulated_reader_is_one_session(tmp_path: Path
     link = tmp_path / "card-reader"
     config = CardReaderConfig(driver="card-reader", name="reader", path=str(link))
     async with running(config, residents, key, tmp_path) as session:
-        code, err = await hut_sim(
+        code, _, err = await hut_sim(
             "scan", "--card-reader", "--link", str(link), "--code", "62E3086CED", "--present", "1.5",
             "--interval", "1.5", "--hold", "0.3",
         )  # fmt: skip
@@ -59,7 +46,7 @@ async def test_the_simulated_keyboard_scanner_is_read_from_its_fifo(tmp_path: Pa
     os.mkfifo(path)
     config = HidScannerConfig(driver="hid-scanner", name="hid", path=str(path))
     async with running(config, residents, key, tmp_path) as session:
-        code, err = await hut_sim(
+        code, _, err = await hut_sim(
             "scan", "--hid", str(path), "--code", "11010519491231002X", "--code", "QR:Ab-9/x",
             "--interval", "0.3", "--hold", "0.3", "--key-delay", "0.001",
         )  # fmt: skip

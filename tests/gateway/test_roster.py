@@ -27,9 +27,12 @@ from healthhut.firmware_sim.links import PtyLink
 from healthhut.gateway.identity import Profile, SessionBook, age_band
 from healthhut.gateway.identity.roster import HutRoster
 from healthhut.protocol import ObservationBatch, ProtocolError, decode
-from healthhut.protocol.pseudonym import PseudonymKey, generate_key_file
+from healthhut.protocol.pseudonym import PseudonymKey
 from healthhut.protocol.roster import Roster, RosterEntry, decode_roster, encode_roster
 from tests.conftest import eventually
+from tests.gateway.test_identity import key_file
+
+__all__ = ["key_file"]  # the fixture, shared with the identity tests
 
 KNOWN = "11010520250601002X"  # made-up resident ID numbers: an infant born 2025-06-01, registered
 STRANGER = "110105194801010017"  # and a card the hut's roster does not have
@@ -42,13 +45,6 @@ def roster(hut: str = "hut-1", issued_at: datetime = T0, *entries: RosterEntry) 
 
 
 INFANT = RosterEntry(pseudonym=P_KNOWN, birth_date=date(2025, 6, 1), sex="female", clinical=["diabetes"])
-
-
-@pytest.fixture
-def key_file(tmp_path: Path) -> Path:
-    path = tmp_path / "pseudonym.key"
-    generate_key_file(path)
-    return path
 
 
 # -- the hut's copy ------------------------------------------------------------------------------------
