@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from healthhut.collector.config import CollectorConfig
 from healthhut.collector.deadletters import DeadLetterStore
@@ -41,6 +42,7 @@ from healthhut.protocol import (
     hut_topic,
     observation_from_reading,
     strip_from_reading,
+    wire,
 )
 from healthhut.protocol.errors import path_text
 from tests.fuzz import fuzz
@@ -241,8 +243,38 @@ STATUS = Status(hut_id="hut-1", boot_id="b1", seq=4, sent_at=T0, state="online")
 
 
 def document_path(location: str, raw: Any, changed: JsonPath) -> JsonPath | None:
-    """The path in ``raw`` (or the changed one, which may have been deleted) that ``location`` names."""
-    return next((p for p in [changed, *paths(raw)] if path_text(p) == location), None)
+    """The path in ``raw`` (or the changed one, which may have been deleted) that ``location`` names; or,
+    for a required field that is missing, the path of that field in an object of ``raw`` that lacks it
+    (replacing ``strips[1].device`` by ``{}`` is refused at ``strips[1].device.driver``)."""
+    present = [(), *paths(raw)]
+    found = next((p for p in [changed, *present[1:]] if path_text(p) == location), None)
+    if found is not None:
+        return found
+    for parent in present:
+        node = value_at(raw, parent)
+        if isinstance(node, dict):
+            for name in MISSING_CANDIDATES:
+                if name not in node and path_text((*parent, name)) == location:
+                    return (*parent, name)
+    return None
+
+
+def value_at(raw: Any, path: JsonPath) -> Any:
+    for part in path:
+        raw = raw[part]
+    return raw
+
+
+# The fields a wire model requires: the only names a "Field required" location can add to the document.
+MISSING_CANDIDATES = sorted(
+    {
+        name
+        for model in vars(wire).values()
+        if isinstance(model, type) and issubclass(model, BaseModel)
+        for name, field in model.model_fields.items()
+        if field.is_required()
+    }
+)
 
 
 @fuzz(400)
@@ -257,6 +289,8 @@ def document_path(location: str, raw: Any, changed: JsonPath) -> JsonPath | None
 @example(Mutation("obs", OBS, "replace", ("observations", 0, "values", "spo2", "value"), "abc"))
 # A 5,000-character key went whole into the location.
 @example(Mutation("obs", OBS, "add", ("observations", 0), 1, "x" * 5000))
+# An empty object in place of a strip's device is refused at the field it lacks (found by a CI run).
+@example(Mutation("wave", WAVE, "replace", ("strips", 0, "device"), {}))
 def test_mutated_messages(mutation: Mutation) -> None:
     raw, changed = mutation.apply()
     payload = dumps(raw)
