@@ -120,8 +120,9 @@ class EcgDetector:
         # with zeros standing for the samples before the first (the integrator's initial history).
         self._history = max(0, history) + self.latency_samples
         retain = max(self._history, self._behind + 2 * self.latency_samples)
-        self._buffer = np.zeros((5, self._window + 1 + retain + max(retain, PIECE)))
-        self._capacity = self._buffer.shape[1]
+        # Room for two more retained spans: dropping old samples copies what is retained, so the more room
+        # behind it, the rarer (and cheaper per sample) that copy.
+        self._set_buffer(np.zeros((5, self._window + 1 + retain + max(2 * retain, PIECE))))
         self._offset = -(self._window + 1)
         self._n = 0  # samples pushed so far
         self._done = 0  # samples filtered so far
@@ -136,6 +137,12 @@ class EcgDetector:
         self._pending: list[int] = []
         self._closed = False
         self._wake = 0  # the sample count from which a push must process (see ``_needs_processing``)
+
+    def _set_buffer(self, buffer: FloatArray) -> None:
+        self._buffer = buffer
+        self._capacity = buffer.shape[1]
+        # Row views, kept with the buffer: indexing a row of the 2-D buffer on every use costs more.
+        self._raw, self._conditioned, self._derivative, self._energy, self._envelope = buffer
 
     @property
     def latency_s(self) -> float:
@@ -164,14 +171,14 @@ class EcgDetector:
             if end + size > self._capacity:
                 self._make_room(size)
                 end = self._n - self._offset
-            self._buffer[_RAW, end : end + size] = x
+            self._raw[end : end + size] = x
             self._n += size
             if self._needs_processing():
                 self._process()
         due = self._n - 1 - self.latency_samples
         pending = self._pending
         if not pending or pending[0] > due:
-            return np.empty(0, dtype=np.int64)
+            return _NO_PEAKS
         return self._emit(due)
 
     def flush(self) -> IndexArray:
@@ -192,8 +199,7 @@ class EcgDetector:
             held = max(0, self._offset)
             raise IndexError(f"samples {start}..{stop} are not held and filtered (have {held}..{self._done})")
         a, b = start - self._offset, stop - self._offset
-        rows = self._buffer
-        return rows[_RAW, a:b], rows[_CONDITIONED, a:b], rows[_DERIVATIVE, a:b]
+        return self._raw[a:b], self._conditioned[a:b], self._derivative[a:b]
 
     # -- samples ------------------------------------------------------------------------------------
 
@@ -205,25 +211,28 @@ class EcgDetector:
             self._make_room(x.size)
             end = self._n - self._offset
         # Only the input row: ``_filter`` copies it into the rows it filters in place, a batch at a time.
-        self._buffer[_RAW, end : end + x.size] = x
+        self._raw[end : end + x.size] = x
         self._n += x.size
 
     def _make_room(self, size: int) -> None:
-        """Drop samples nothing will read again; grow the buffer if that is not enough."""
-        keep_from = min(
-            self._done - self._window - 1,
-            self._next_scan - self._behind - self._refractory,
-            self._n - self._history,
-        )
-        drop = max(0, keep_from - self._offset)
+        """Drop samples nothing will read again; grow the buffer if that is not enough.
+
+        The energy and envelope rows are read only near the scan frontier; the input, conditioned and
+        derivative rows also by ``recent``, up to ``history`` back. Each row keeps only what it needs (the
+        rest of the energy and envelope rows is stale and never read).
+        """
+        detection_from = min(self._done - self._window - 1, self._next_scan - self._behind - self._refractory)
+        drop = max(0, min(detection_from, self._n - self._history) - self._offset)
         held = self._n - self._offset - drop
-        capacity = self._buffer.shape[1]
+        capacity = self._capacity
         if held + size > capacity:
             capacity = 2 * (held + size)
-        fresh = np.zeros((5, capacity)) if capacity != self._buffer.shape[1] else self._buffer
-        fresh[:, :held] = self._buffer[:, drop : drop + held]
-        self._buffer = fresh
-        self._capacity = capacity
+        buffer = self._buffer
+        fresh = np.zeros((5, capacity)) if capacity != self._capacity else buffer
+        fresh[:_ENERGY, :held] = buffer[:_ENERGY, drop : drop + held]
+        skip = min(held, max(0, detection_from - self._offset - drop))
+        fresh[_ENERGY:, skip:held] = buffer[_ENERGY:, drop + skip : drop + held]
+        self._set_buffer(fresh)
         self._offset += drop
 
     def _needs_processing(self) -> bool:
@@ -268,25 +277,26 @@ class EcgDetector:
         if a >= b:
             return
         rows = self._buffer
+        # The section loop filters (n_signals, n_samples) in place: one-row views of the buffer.
         conditioned = rows[_CONDITIONED : _CONDITIONED + 1, a:b]
-        conditioned[0] = rows[_RAW, a:b]
+        conditioned[0] = self._raw[a:b]
         if self._conditioning_zi is None:
-            self._conditioning_zi = self._conditioning_zi_unit * rows[_RAW, a]
+            self._conditioning_zi = self._conditioning_zi_unit * self._raw[a]
         if self._conditioning_sos.shape[0]:
             sosfilt_kernel(self._conditioning_sos, conditioned, self._conditioning_zi)
         derivative = rows[_DERIVATIVE : _DERIVATIVE + 1, a:b]
         derivative[0] = conditioned[0]
         if self._qrs_zi is None:
-            self._qrs_zi = self._qrs_zi_unit * rows[_CONDITIONED, a]
+            self._qrs_zi = self._qrs_zi_unit * self._conditioned[a]
         sosfilt_kernel(self._qrs_sos, derivative, self._qrs_zi)
         slope = derivative[0]
-        energy = rows[_ENERGY, a:b]
+        energy = self._energy[a:b]
         np.multiply(slope, slope, out=energy)
         # The envelope is the energy's running sum over the integration window (Pan-Tompkins' moving average
         # times its width; the detector is scale-free): add the newest sample, drop the oldest.
         w = self._window
-        envelope = rows[_ENVELOPE, a:b]
-        np.subtract(energy, rows[_ENERGY, a - w : b - w], out=envelope)
+        envelope = self._envelope[a:b]
+        np.subtract(energy, self._energy[a - w : b - w], out=envelope)
         start = self._done
         if self._n < (start // RESUM_EVERY + 1) * RESUM_EVERY:  # the usual case: no re-sum point inside
             envelope[0] += self._running_sum
@@ -297,11 +307,11 @@ class EcgDetector:
         while start < self._n:
             stop = min(self._n, (start // RESUM_EVERY + 1) * RESUM_EVERY)
             i, j = start - off, stop - off
-            running = rows[_ENVELOPE, i:j]
+            running = self._envelope[i:j]
             running[0] += self._running_sum
             np.add.accumulate(running, out=running)
             if stop % RESUM_EVERY == 0:
-                running[-1] = rows[_ENERGY, j - w : j].sum()
+                running[-1] = self._energy[j - w : j].sum()
             self._running_sum = float(running[-1])
             start = stop
         self._done = self._n
@@ -315,7 +325,7 @@ class EcgDetector:
         last = min(last, self._n - 2)
         if last < start:
             return
-        env, off, r = self._buffer[_ENVELOPE], self._offset, self._refractory
+        env, off, r = self._envelope, self._offset, self._refractory
         i0, i1 = start - off, last - off
         mid = env[i0 : i1 + 1]
         maxima = i0 + np.flatnonzero((mid > env[i0 - 1 : i1]) & (mid >= env[i0 + 1 : i1 + 2]))
@@ -339,7 +349,7 @@ class EcgDetector:
         start = self._next_scan
         if last < start:
             return
-        env, off, r = self._buffer[_ENVELOPE], self._offset, self._refractory
+        env, off, r = self._envelope, self._offset, self._refractory
         count = (last - start) // r + 1  # blocks holding start..last; block 0 is the one before them
         blocks = env[start - r - off : start + count * r - off].reshape(count + 1, r)
         firsts = blocks.argmax(axis=1).tolist()
@@ -370,7 +380,7 @@ class EcgDetector:
         """Classify the dominant envelope peak ``p``: QRS, missed-beat candidate or noise."""
         i = p - self._offset
         # The steepest QRS-band slope in the integration window; sqrt of a rounded square is exact.
-        slope = math.sqrt(float(_largest(self._buffer[_ENERGY, i - self._window + 1 : i + 1])))
+        slope = math.sqrt(float(_largest(self._energy[i - self._window + 1 : i + 1])))
         if not self._qrs_levels:
             if self._first_beat(i, amplitude):
                 self._accept_new(p, amplitude, slope)
@@ -406,7 +416,7 @@ class EcgDetector:
             return primary
         decayed = primary * math.pow(SEARCH_BACK_RATIO, 1.0 + overdue / self._halving)
         i = p - self._offset
-        recent = self._buffer[_ENVELOPE, max(-self._offset, i - self._floor_memory) : i + 1]
+        recent = self._envelope[max(-self._offset, i - self._floor_memory) : i + 1]
         floor = NOISE_FLOOR_RATIO * float(np.percentile(recent, FLOOR_PERCENTILE))
         return max(decayed, floor)
 
@@ -416,7 +426,7 @@ class EcgDetector:
         # QRS at any rate above 50 /min. That rules out the T wave or noise a strip may start with.
         lo = max(self._settle - self._offset, i - self._first_lookback)
         hi = min(self._n - self._offset, i + self._refractory + self._hold + 1)
-        return amplitude >= 0.5 * float(_largest(self._buffer[_ENVELOPE, lo:hi]))
+        return amplitude >= 0.5 * float(_largest(self._envelope[lo:hi]))
 
     def _rr_average(self) -> float:
         if not self._rr_recent:
@@ -433,13 +443,15 @@ class EcgDetector:
             lo = max(lo, self._last.r_peak + self._refractory)
         if lo > p:
             return None
-        segment = self._buffer[_CONDITIONED, lo - self._offset : p - self._offset + 1]
+        segment = self._conditioned[lo - self._offset : p - self._offset + 1]
         # The median as np.median computes it, without its overhead: the middle value, or the mean of two.
         half = segment.size // 2
+        ordered = segment.copy()
         if segment.size % 2:
-            median = float(np.partition(segment, half)[half])
+            ordered.partition(half)
+            median = float(ordered[half])
         else:
-            ordered = np.partition(segment, (half - 1, half))
+            ordered.partition((half - 1, half))
             median = (float(ordered[half - 1]) + float(ordered[half])) / 2
         # The sample farthest from the median is the maximum or the minimum; the earlier one on a tie.
         top, bottom = int(segment.argmax()), int(segment.argmin())
@@ -488,6 +500,8 @@ class EcgDetector:
 
 
 _largest = np.maximum.reduce  # ndarray.max without its Python-level wrapper
+# What a push returns when it confirms no peak: one shared empty array (it has no element to change).
+_NO_PEAKS: IndexArray = np.empty(0, dtype=np.int64)
 
 
 def _median(values: deque[float]) -> float:
