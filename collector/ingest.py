@@ -31,7 +31,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import aiomqtt
 
@@ -66,6 +66,7 @@ from healthhut.protocol.wire import MAX_SEQ, TOKEN_PATTERN
 log = logging.getLogger(__name__)
 
 CHANNELS = ("obs", "wave", "event", "status")
+T = TypeVar("T")
 Outcome = Literal["stored", "dead_letter", "throttled"]
 
 
@@ -423,25 +424,28 @@ class Ingest:
                 await sweeper
 
     async def _consume(self, client: aiomqtt.Client) -> None:
-        """One task reads messages into a bounded queue; this one takes them a window at a time."""
+        """One task reads messages into a bounded queue, validating each as it arrives; this one takes
+        them a window at a time. Validation is most of the CPU a message costs, and doing it on arrival
+        fills the time this task spends waiting on the database and the broker for the window before."""
         settings = self.config.ingest
-        queue: asyncio.Queue[aiomqtt.Message] = asyncio.Queue(maxsize=settings.window_messages)
+        queue: asyncio.Queue[tuple[aiomqtt.Message, Delivery]] = asyncio.Queue(maxsize=settings.window_messages)
 
         async def read() -> None:
             async for message in client.messages:
-                await queue.put(message)
+                await queue.put((message, self._prepare_message(message)))
             raise aiomqtt.MqttError("message stream ended")
 
         reader = asyncio.create_task(read(), name="mqtt-read")
         try:
             while True:
-                taken = [await self._take(queue, reader)]
-                deliveries = [self._prepare_message(taken[0])]
-                points = len(deliveries[0].lines)
+                first = await self._take(queue, reader)
+                taken, deliveries = [first[0]], [first[1]]
+                points = len(first[1].lines)
                 while not queue.empty() and len(taken) < settings.window_messages and points < settings.window_points:
-                    taken.append(queue.get_nowait())
-                    deliveries.append(self._prepare_message(taken[-1]))
-                    points += len(deliveries[-1].lines)
+                    message, delivery = queue.get_nowait()
+                    taken.append(message)
+                    deliveries.append(delivery)
+                    points += len(delivery.lines)
                 acks = await self.process(deliveries)
                 # Tell the huts their items may leave their spools (the broker's PUBACK to a hut is not
                 # enough: see protocol.wire.StoreAck), concurrently: one broker round trip, not one per hut.
@@ -457,7 +461,7 @@ class Ingest:
                 await reader
 
     @staticmethod
-    async def _take(queue: asyncio.Queue[aiomqtt.Message], reader: asyncio.Task[None]) -> aiomqtt.Message:
+    async def _take(queue: asyncio.Queue[T], reader: asyncio.Task[None]) -> T:
         """The next message; if the reader has failed (broker gone), its error."""
         getter = asyncio.ensure_future(queue.get())
         await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)

@@ -52,11 +52,9 @@ Reason = Annotated[str, StringConstraints(max_length=200)]
 ObservationId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
 
 
-def _storable_time(stamp: datetime | None) -> datetime | None:
-    # InfluxDB stores int64 nanoseconds (1677..2262); a device clock gone wild must not poison a batch.
-    if stamp is not None and not EARLIEST <= stamp <= LATEST:
-        raise ValueError(f"time {stamp.isoformat()} is outside {EARLIEST.year}..{LATEST.year}")
-    return stamp
+# InfluxDB stores int64 nanoseconds (1677..2262); a device clock gone wild must not poison a batch. The
+# bounds are pydantic's own (compiled) checks: a Python validator per time cost a fifth of decoding a batch.
+StorableTime = Annotated[AwareDatetime, Field(ge=EARLIEST, le=LATEST)]
 
 
 class _Model(BaseModel):
@@ -106,9 +104,9 @@ class Observation(_Model):
     kind: Kind
     values: dict[str, QuantityWire]
     flags: list[Flag] = Field(default_factory=list, max_length=len(Flag))
-    measured_at: AwareDatetime
-    received_at: AwareDatetime
-    device_time: AwareDatetime | None = None
+    measured_at: StorableTime
+    received_at: StorableTime
+    device_time: StorableTime | None = None
     clock: Literal["device", "gateway"]
     device_seq: int | None = Field(default=None, ge=0)
     subject: Subject | None = None
@@ -120,8 +118,6 @@ class Observation(_Model):
         default_factory=list, max_length=32
     )
     findings: list[Finding] = Field(default_factory=list, max_length=len(Finding))
-
-    _storable = field_validator("measured_at", "received_at", "device_time")(_storable_time)
 
     @model_validator(mode="after")
     def _values_match_vocabulary(self) -> Observation:
@@ -140,7 +136,7 @@ class WaveStrip(_Model):
     device: Device
     kind: Kind
     channel: Token
-    start: AwareDatetime
+    start: StorableTime
     fs: float = Field(gt=0, le=10_000)
     unit: str = Field(max_length=16)
     gain: float = Field(allow_inf_nan=False)
@@ -151,8 +147,6 @@ class WaveStrip(_Model):
     flags: list[Flag] = Field(default_factory=list, max_length=len(Flag))
     clock: Literal["device", "gateway"]
     subject: Subject | None = None
-
-    _storable = field_validator("start")(_storable_time)
 
     @field_validator("kind")
     @classmethod
@@ -191,9 +185,7 @@ class Envelope(_Model):
     hut_id: HutId
     boot_id: Token
     seq: int = Field(ge=0, le=MAX_SEQ)
-    sent_at: AwareDatetime
-
-    _storable = field_validator("sent_at")(_storable_time)
+    sent_at: StorableTime
 
 
 class ObservationBatch(Envelope):

@@ -289,6 +289,13 @@ def main() -> None:
         + ", ".join(f"{name} {share:.2f}" for name, share in cpu.items())
         + f" (machine has {os.cpu_count()})"
     )
+    # What that serves. The drain benchmark's busy hut gives 3 spot observations a second without pause: an
+    # upper bound on one hut's load. A hut at a queue's pace, one resident a minute measuring six things,
+    # gives 0.1 a second. (Waveform strips are another load, measured by the drain benchmark.)
+    print(
+        f"  one collector serves {ours_median / 3:.0f} huts at the busy hut's 3 observations/s, "
+        f"or {ours_median / 0.1:.0f} huts at one resident a minute with six readings (0.1/s)"
+    )
     ratio = ours_median / naive_median
     print(f"collector: obs_per_s={ours_median:.0f} naive_obs_per_s={naive_median:.0f} ratio={ratio:.1f}")
 
