@@ -451,7 +451,7 @@ def resolve_link(value: str | None, device: Playable) -> tuple[str, Path | None]
     """The link kind and, for a pty with a symlink, its path. ``--link PATH`` keeps its old meaning: a pty
     with a symlink at PATH (write ./ble for a symlink called "ble")."""
     if not device.links:
-        raise ValueError(f"{device.driver} has no simulator yet")
+        raise ValueError(f"{device.driver} {_not_played(device.driver)}")
     if value is None:
         return device.links[0], None
     if value in LINKS:
@@ -514,7 +514,7 @@ def hut_feeds(
         except DriverNotFoundError as exc:
             raise ValueError(str(exc)) from None
         if "mqtt" not in device.links:
-            raise ValueError(f"{driver} has no simulator yet")
+            raise ValueError(f"{driver} {_not_played(driver)}")
         if protocol is not None and driver not in PLAYERS:
             raise ValueError(f"{driver} has no protocol generations (--devices {driver}:{protocol})")
         seen[driver] = seen.get(driver, 0) + 1
@@ -556,7 +556,7 @@ def list_command(what: str) -> None:
             print(f"{'':<20} {spec.description}")
         return
     for device in catalog():
-        links = ", ".join(device.links) if device.links else "none (no simulator yet)"
+        links = ", ".join(device.links) if device.links else f"none: it {_not_played(device.driver)}"
         print(f"{device.driver:<20} {device.description}")
         print(f"{'':<20}   links: {links}")
         faults = device.faults | signal_faults(device.driver)
@@ -564,6 +564,19 @@ def list_command(what: str) -> None:
             print(f"{'':<20}   faults: {', '.join(sorted(faults))}")
         for protocol, description in device.protocols.items():
             print(f"{'':<20}   --{device.setting} {protocol}: {description}")
+
+
+# Identity sources give no readings: hut-sim scan plays them, not play or hut.
+SCANNED = {
+    "id-scanner": "hut-sim scan --link PATH",
+    "card-reader": "hut-sim scan --card-reader --link PATH",
+    "hid-scanner": "hut-sim scan --hid PATH",
+}
+
+
+def _not_played(driver: str) -> str:
+    scanned = SCANNED.get(driver)
+    return f"gives no readings; {scanned} plays it" if scanned else "has no simulator yet"
 
 
 def signal_faults(driver: str) -> frozenset[Fault]:

@@ -8,6 +8,7 @@ report never shows a health value, a resident identifier or a key.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import sqlite3
 import time
@@ -110,7 +111,14 @@ def _identity(config: GatewayConfig) -> Finding | None:
     return Finding("PASS", "pseudonym key", f"{config.identity.key_file} is readable by its owner only")
 
 
+# How the gateway opens a device file of each transport, and the group whose members may (Debian's udev
+# rules: serial ports belong to dialout, input event devices to input).
+DEVICE_ACCESS = {"serial": (os.O_RDWR | os.O_NOCTTY, "dialout"), "evdev": (os.O_RDONLY, "input")}
+
+
 def _serial(config: GatewayConfig) -> list[Finding]:
+    from healthhut.drivers import get_driver
+
     findings = []
     for device in config.device_configs:
         path = getattr(device, "path", None)
@@ -120,10 +128,11 @@ def _serial(config: GatewayConfig) -> list[Finding]:
         if not os.path.exists(path):
             findings.append(Finding("FAIL", name, f"{path} does not exist: is the {device.driver} plugged in?"))
             continue
+        mode, group = DEVICE_ACCESS.get(get_driver(device.driver).transport, DEVICE_ACCESS["serial"])
         try:
-            descriptor = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+            descriptor = os.open(path, mode | os.O_NONBLOCK)
         except OSError as exc:
-            hint = "; the gateway's user needs the dialout group" if exc.errno == 13 else ""
+            hint = f"; the gateway's user needs the {group} group" if exc.errno == errno.EACCES else ""
             findings.append(Finding("FAIL", name, f"{path}: cannot open ({exc.strerror}){hint}"))
             continue
         os.close(descriptor)

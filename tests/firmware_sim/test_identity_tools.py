@@ -107,3 +107,15 @@ async def test_scan_types_a_code_that_the_gateway_reads_from_the_pty(tmp_path: P
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reader
+
+
+async def test_list_and_play_point_a_technician_at_scan_for_each_identity_source() -> None:
+    code, out, _ = await hut_sim("list")
+    assert code == 0
+    played = {"id-scanner": "scan --link", "card-reader": "scan --card-reader", "hid-scanner": "scan --hid"}
+    for driver, option in played.items():
+        assert get_driver(driver).role == "identity"
+        links = out.split(f"\n{driver} ", 1)[1].splitlines()[1].strip()
+        assert links.startswith("links: none: it gives no readings") and f"hut-sim {option}" in links, links
+        code, _, err = await hut_sim("play", driver)
+        assert code != 0 and f"hut-sim {option}" in err, err

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -74,3 +76,33 @@ def test_each_broken_part_is_a_failure_with_what_to_do(tmp_path: Path, capsys: p
     assert found["bluetooth"][0] == "FAIL"
     assert out.strip().endswith("warning(s)") and out.splitlines()[-1].startswith("5 failure(s)")
     assert "ab" * 32 not in out  # never the key
+
+
+def test_an_input_device_is_opened_read_only_as_the_gateway_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An input event device is read, never written: doctor opens it read-only, as the evdev transport does,
+    # so a scanner the gateway can use passes where a serial port's read-write open would fail. The tests
+    # run as root, whom no permission bit stops, so the device sits on a read-only bind mount instead.
+    source, mounted = tmp_path / "dev", tmp_path / "ro"
+    source.mkdir()
+    mounted.mkdir()
+    # (A regular file: a read-only mount lets device files and FIFOs be opened for writing.)
+    (source / "scanner-event-kbd").write_bytes(b"")
+    subprocess.run(["mount", "--bind", str(source), str(mounted)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(mounted)], check=True)
+        scanner, port = mounted / "scanner-event-kbd", mounted / "ttyUSB0"
+        with pytest.raises(OSError):
+            port.touch()  # read-only indeed
+        devices = (
+            f'[[devices]]\ndriver = "hid-scanner"\nname = "hid-1"\npath = "{scanner}"\n'
+            f'[[devices]]\ndriver = "contec-cms50"\nname = "ox-1"\npath = "{scanner}"\n'
+        )
+        code = cli.main(["doctor", "--config", str(write_config(tmp_path, free_port(), devices))])
+    finally:
+        subprocess.run(["umount", str(mounted)], check=True)
+    found = lines(capsys.readouterr().out)
+    assert found["device hid-1"] == ("PASS", f"{scanner} opens")
+    assert found["device ox-1"][0] == "FAIL" and "Read-only file system" in found["device ox-1"][1]
+    assert code == 1
