@@ -482,11 +482,16 @@ class EcgDetector:
         last = self._last
         if last is not None:
             rr = beat.r_peak - last.r_peak
-            self._rr_recent.append(rr)
-            average = self._rr_mean = self._rr_average()
-            if not self._rr_regular or RR_REGULAR[0] * average <= rr <= RR_REGULAR[1] * average:
-                self._rr_regular.append(rr)
-                self._rr_mean = self._rr_average()
+            recent, regular = self._rr_recent, self._rr_regular
+            recent.append(rr)
+            # ``_rr_average`` written out: this runs once per beat.
+            average = sum(recent) / len(recent)
+            if regular:
+                average = min(average, sum(regular) / len(regular))
+            if not regular or RR_REGULAR[0] * average <= rr <= RR_REGULAR[1] * average:
+                regular.append(rr)
+                average = min(sum(recent) / len(recent), sum(regular) / len(regular))
+            self._rr_mean = average
         self._qrs_levels.append(beat.amplitude)
         self._last = beat
         bisect.insort(self._pending, beat.r_peak)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike
 
 from healthhut.gateway.dsp._buffers import block_starts
 from healthhut.gateway.dsp.filters import FloatArray
@@ -102,13 +102,15 @@ def kurtosis(x: ArrayLike) -> float:
     v = np.asarray(x, dtype=np.float64)
     if not v.size:
         return 0.0
-    # Means written as sum / count: what ndarray.mean computes, without its per-call overhead.
-    centred = v - np.add.reduce(v) / v.size
-    squared = centred * centred
-    variance = float(np.add.reduce(squared)) / v.size
+    # Means written as sum / count: what ndarray.mean computes, without its per-call overhead. The powers
+    # are taken in place: one temporary array instead of three.
+    work = np.subtract(v, np.add.reduce(v) / v.size)
+    np.multiply(work, work, out=work)
+    variance = float(np.add.reduce(work)) / v.size
     if variance <= 0:
         return 0.0
-    return float(np.add.reduce(squared * squared)) / v.size / (variance * variance)
+    np.multiply(work, work, out=work)
+    return float(np.add.reduce(work)) / v.size / (variance * variance)
 
 
 def spectral_sqis(x: ArrayLike, fs: float) -> tuple[float, float]:
@@ -123,7 +125,8 @@ def spectral_sqis(x: ArrayLike, fs: float) -> tuple[float, float]:
     window, (qrs_band, wide_band, total_band, base_band) = _periodogram_plan(v.size, fs)
     top = max(qrs_band[1], wide_band[1], total_band[1], base_band[1])  # no band reaches beyond this bin
     # ``v.mean()`` written as sum / count: the same value, without its per-call overhead.
-    spectrum = np.fft.rfft((v - np.add.reduce(v) / v.size) * window)[:top]
+    work = np.subtract(v, np.add.reduce(v) / v.size)
+    spectrum = np.fft.rfft(np.multiply(work, window, out=work))[:top]
     # |X|^2 = re^2 + im^2, squared in place on the interleaved (re, im) pairs.
     pairs = spectrum.view(np.float64)
     np.multiply(pairs, pairs, out=pairs)
@@ -182,25 +185,24 @@ def template_correlation(x: ArrayLike, beats: ArrayLike, half_width: int) -> flo
     if len(inside) < 2:
         return float("nan")
     width = 2 * half_width + 1
-    segments = v[np.array(inside)[:, None] + _offsets(half_width)]
+    # Every stretch of ``width`` samples as a row of a strided view (no copy); the beats' rows are taken.
+    if not v.flags.c_contiguous:
+        v = np.ascontiguousarray(v)
+    stretches = np.ndarray((v.size - width + 1, width), np.float64, v, 0, (v.itemsize, v.itemsize))
+    segments = stretches[np.array(inside) - half_width]
     template = np.add.reduce(segments, axis=0) / len(inside)
-    seg_c = segments - np.add.reduce(segments, axis=1, keepdims=True) / width
+    seg_c = np.subtract(segments, np.add.reduce(segments, axis=1, keepdims=True) / width, out=segments)
     tpl_c = template - np.add.reduce(template) / width
-    denominator = np.sqrt(np.add.reduce(seg_c * seg_c, axis=1) * float(np.add.reduce(tpl_c * tpl_c)))
+    covariance = seg_c @ tpl_c
+    spread = np.add.reduce(np.multiply(seg_c, seg_c, out=seg_c), axis=1)
+    denominator = np.sqrt(spread * float(np.add.reduce(tpl_c * tpl_c)), out=spread)
     with np.errstate(invalid="ignore", divide="ignore"):
-        r: FloatArray = (seg_c @ tpl_c) / denominator
+        r: FloatArray = np.divide(covariance, denominator, out=covariance)
     total = float(np.add.reduce(r))
     if not math.isfinite(total):  # a flat beat or template: count it as uncorrelated
         r[~np.isfinite(r)] = 0.0
         total = float(np.add.reduce(r))
     return total / r.size
-
-
-@functools.lru_cache(maxsize=64)
-def _offsets(half_width: int) -> NDArray[np.int64]:
-    offsets = np.arange(-half_width, half_width + 1)[None, :]
-    offsets.flags.writeable = False
-    return offsets
 
 
 def block_extremes(x: FloatArray, size: int) -> tuple[FloatArray, FloatArray]:
