@@ -5,6 +5,14 @@ Feeds the record in 0.25 s chunks and reports throughput as a multiple of real t
 streamed peaks per ANSI/AAMI EC57, and measures import time and resident memory of ``healthhut.gateway.dsp``
 in a fresh interpreter. Summary line:
 ``dsp: realtime_x=... chunk_p50_ms=... chunk_p99_ms=... neurokit_ratio=... se=... ppv=...``
+
+Where the streaming time goes (gateway/dsp/README.md, Measured, has the figures): 7,220 pushes, most of
+which only store; about 1,420 batches (one per 1.25 s: the 1.45 s latency leaves a second between when a
+beat can be known and when it is due), each running the two section cascades over its samples (9.5 ms of
+arithmetic for the record, twice that with the per-batch copies and calls) and the candidate scan; about
+9 µs of decision per beat; about 0.11 ms per 10 s window graded; 6 ms of strip summary. On a shared 2-core
+machine the wall-clock figures vary by 2x between runs; compare changes with interleaved runs or with an
+instruction count (valgrind), which is steady.
 """
 
 from __future__ import annotations
