@@ -2,9 +2,11 @@
 
 ``put`` waits until its rows are committed and the WAL is fsync'd. Puts that arrive while a commit is
 running are committed together in the next one, so many devices cost one fsync, not one each. All
-database work runs on one dedicated thread of the spool's own, which takes every put and job waiting
-at once and wakes the event loop once per commit (no executor round trip and no task per commit: at
-a few hundred microseconds per fsync, that overhead was half the cost of a put). A database that
+database work runs on one dedicated thread of the spool's own, fed by a queue: it takes every put and
+job waiting at once and wakes the event loop once per commit (no executor round trip and no task per
+commit: at a few hundred microseconds per fsync, that overhead was half the cost of a put). Rowids
+come from a counter of the spool's, not AUTOINCREMENT, which costs a write of sqlite_sequence in every
+commit. A database that
 fails its integrity check on open is moved aside and replaced, and the caller is told: the gateway
 never refuses to run because of its spool.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import queue
 import sqlite3
 import threading
 import time
@@ -39,7 +42,7 @@ R = TypeVar("R")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
-    rowid INTEGER PRIMARY KEY AUTOINCREMENT,
+    rowid INTEGER PRIMARY KEY,
     channel TEXT NOT NULL,
     priority INTEGER NOT NULL,
     key TEXT NOT NULL UNIQUE,
@@ -49,6 +52,7 @@ CREATE TABLE IF NOT EXISTS items (
 CREATE INDEX IF NOT EXISTS items_by_channel ON items (channel, rowid);
 CREATE INDEX IF NOT EXISTS items_by_priority ON items (priority, rowid);
 """
+_INSERT = "INSERT OR IGNORE INTO items (rowid, channel, priority, key, body, size) VALUES (?, ?, ?, ?, ?, ?)"
 # Free space the spool leaves on the filesystem: SQLite needs room to write the WAL even to delete.
 DISK_RESERVE_BYTES = 4 * 1024 * 1024
 
@@ -58,6 +62,14 @@ class _Put:
 
     def __init__(self, items: Sequence[SpoolItem], future: asyncio.Future[None]) -> None:
         self.items = items
+        self.future = future
+
+
+class _Job:
+    __slots__ = ("fn", "future")
+
+    def __init__(self, fn: Callable[[], Any], future: asyncio.Future[Any]) -> None:
+        self.fn = fn
         self.future = future
 
 
@@ -78,17 +90,22 @@ class SqliteSpool:
         self._gap_item = gap_item
         self.evicted = 0
         self.commits = 0
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
-        self._puts: list[_Put] = []
-        self._jobs: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
+        # Puts and jobs in the order they came; None, put by close() after everything else, ends the thread.
+        self._queue: queue.SimpleQueue[_Put | _Job | None] = queue.SimpleQueue()
         self._closing = False
-        self._kick_pending = False
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._db = self._connect(path)
         self._page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
-        size, depth = self._db.execute("SELECT COALESCE(SUM(size), 0), COUNT(*) FROM items").fetchone()
+        size, depth, last = self._db.execute(
+            "SELECT COALESCE(SUM(size), 0), COUNT(*), COALESCE(MAX(rowid), 0) FROM items"
+        ).fetchone()
+        # Spools made by earlier versions have AUTOINCREMENT, whose high-water mark may be above the last
+        # row: new rows stay above it too.
+        if self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone():
+            marks = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'items'").fetchall()
+            last = max([last, *(seq for (seq,) in marks)])
+        self._next_rowid = int(last) + 1
         self._size, self._depth = int(size), int(depth)
         self._leased: set[int] = set()
         self._ready = asyncio.Event()
@@ -107,58 +124,57 @@ class SqliteSpool:
         return db
 
     # -- the spool's thread ----------------------------------------------------------------------
-    def _submit(self, *, now: bool = True) -> None:
-        """Called with the lock held: start the thread on first use, and wake it, at once or (``now``
-        false) once the event loop has run everything ready, so that puts made in one turn of the
-        loop, typically by every producer that a commit just released, share the next commit."""
+    def _submit(self, work: _Put | _Job) -> None:
+        """Hand work to the spool's thread, starting it on first use. The thread wakes at once, but to
+        take the work it needs the GIL, which the event loop holds while it runs Python code (until it
+        waits for I/O, or for 5 ms at most): so the puts made in one turn of the loop, typically by
+        every producer that a commit just released, are taken together and share the next commit."""
         if self._closing:
             raise SpoolError("the spool is closed", str(self.path))
         if self._thread is None:
             self._loop = asyncio.get_running_loop()
             self._thread = threading.Thread(target=self._work, name="spool", daemon=True)
             self._thread.start()
-        if now:
-            self._wake.notify()
-        elif not self._kick_pending:
-            self._kick_pending = True
-            asyncio.get_running_loop().call_soon(self._kick)
-
-    def _kick(self) -> None:
-        with self._wake:
-            self._kick_pending = False
-            self._wake.notify()
+        self._queue.put(work)
 
     async def _run(self, fn: Callable[[], R]) -> R:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        with self._wake:
-            self._jobs.append((fn, future))
-            self._submit()
+        self._submit(_Job(fn, future))
         return await future
 
     def _work(self) -> None:
+        inbox = self._queue
+        loop = self._loop
+        assert loop is not None
         while True:
-            with self._wake:
-                while not (self._puts or self._jobs or self._closing):
-                    self._wake.wait()
-                puts, self._puts = self._puts, []
-                jobs, self._jobs = self._jobs, []
-                if self._closing and not (puts or jobs):
+            waiting = [inbox.get()]
+            while not inbox.empty():
+                waiting.append(inbox.get_nowait())
+            puts: list[_Put] = []
+            for work in waiting:
+                if isinstance(work, _Put):
+                    puts.append(work)
+                    continue
+                if puts:  # what came before the job is done before it
+                    self._commit_and_resolve(loop, puts)
+                    puts = []
+                if work is None:
                     return
-            loop = self._loop
-            assert loop is not None
-            for fn, future in jobs:
                 try:
-                    result, error = fn(), None
+                    result, error = work.fn(), None
                 except Exception as exc:  # noqa: BLE001 - handed to the caller, who raises it
                     result, error = None, exc
-                loop.call_soon_threadsafe(_settle, future, result, error)
+                loop.call_soon_threadsafe(_settle, work.future, result, error)
             if puts:
-                try:
-                    outcomes: list[SpoolError | None] = self._commit_group(puts)
-                except Exception as exc:  # noqa: BLE001 - a bug must fail the puts, not hang them
-                    outcomes = [SpoolError(f"cannot store items: {exc!r}", str(self.path))] * len(puts)
-                self.commits += 1
-                loop.call_soon_threadsafe(self._resolve, puts, outcomes)
+                self._commit_and_resolve(loop, puts)
+
+    def _commit_and_resolve(self, loop: asyncio.AbstractEventLoop, puts: list[_Put]) -> None:
+        try:
+            outcomes: list[SpoolError | None] = self._commit_group(puts)
+        except Exception as exc:  # noqa: BLE001 - a bug must fail the puts, not hang them
+            outcomes = [SpoolError(f"cannot store items: {exc!r}", str(self.path))] * len(puts)
+        self.commits += 1
+        loop.call_soon_threadsafe(self._resolve, puts, outcomes)
 
     def _resolve(self, puts: Sequence[_Put], outcomes: Sequence[SpoolError | None]) -> None:
         for put, outcome in zip(puts, outcomes, strict=True):
@@ -171,9 +187,7 @@ class SqliteSpool:
         if not items:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        with self._wake:
-            self._puts.append(_Put(items, future))
-            self._submit(now=False)
+        self._submit(_Put(items, future))
         await future
 
     def _commit_group(self, group: Sequence[_Put]) -> list[SpoolError | None]:
@@ -183,9 +197,12 @@ class SqliteSpool:
         outcomes: list[SpoolError | None] = []
         size = depth = evicted = 0
         try:
-            room = self._room()  # one look at the filesystem per commit, not per item
-            if self._commit_all_fitting(group, room):
+            items = [item for put in group for item in put.items]
+            total = sum(len(item.body) for item in items)
+            # One look at the filesystem per commit, not per item.
+            if self._size + total <= self._room(exact=False) and self._commit_all(items, total):
                 return [None] * len(group)
+            room = self._room(exact=True)
             db.execute("BEGIN IMMEDIATE")
             for put in group:
                 db.execute("SAVEPOINT put")
@@ -211,21 +228,22 @@ class SqliteSpool:
         self.evicted += evicted
         return outcomes
 
-    def _commit_all_fitting(self, group: Sequence[_Put], room: int) -> bool:
-        """The common case in one statement: everything fits and nothing is a duplicate. False (having
-        changed nothing) when that is not so, and the careful path with a savepoint per put must run."""
-        items = [item for put in group for item in put.items]
-        total = sum(len(item.body) for item in items)
-        if self._size + total > room:
-            return False
+    def _commit_all(self, items: Sequence[SpoolItem], total: int) -> bool:
+        """The common case in one statement: everything fits (the caller has checked) and nothing is a
+        duplicate. False (having changed nothing) when a key was already there, and the careful path
+        with a savepoint per put must run."""
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         before = db.total_changes
+        first = self._take_rowids(len(items))
         db.executemany(
-            "INSERT OR IGNORE INTO items (channel, priority, key, body, size) VALUES (?, ?, ?, ?, ?)",
-            [(item.channel, int(item.priority), item.key, item.body, len(item.body)) for item in items],
+            _INSERT,
+            [
+                (first + n, item.channel, int(item.priority), item.key, item.body, len(item.body))
+                for n, item in enumerate(items)
+            ],
         )
-        if db.total_changes - before != len(items):  # a key was already there
+        if db.total_changes - before != len(items):
             db.execute("ROLLBACK")
             return False
         db.execute("COMMIT")
@@ -242,20 +260,33 @@ class SqliteSpool:
             depth += gap_rows - removed
             evicted += removed
             cursor = self._db.execute(
-                "INSERT OR IGNORE INTO items (channel, priority, key, body, size) VALUES (?, ?, ?, ?, ?)",
-                (item.channel, int(item.priority), item.key, item.body, len(item.body)),
+                _INSERT,
+                (self._take_rowids(1), item.channel, int(item.priority), item.key, item.body, len(item.body)),
             )
             if cursor.rowcount:
                 size += len(item.body)
                 depth += 1
         return size, depth, evicted
 
-    def _room(self) -> int:
+    def _take_rowids(self, count: int) -> int:
+        """The first of ``count`` fresh rowids. They only ever grow, even past a rollback or a row that
+        was ignored, so a rowid is never reused in the life of this object: an ack or release of a lease
+        whose rows were evicted meanwhile can never touch a newer row. (SQLite's own choice, the largest
+        rowid plus one, would reuse the rowid of an evicted last row; AUTOINCREMENT prevents that too,
+        at the price of writing sqlite_sequence in every commit.)"""
+        first = self._next_rowid
+        self._next_rowid += count
+        return first
+
+    def _room(self, *, exact: bool) -> int:
         """Bytes the spool may hold: the quota, or less when the filesystem is nearly full. Free pages
-        inside the database count as room: SQLite reuses them, though it never gives them back."""
+        inside the database count as room: SQLite reuses them, though it never gives them back. Not
+        ``exact``, those pages are left out (reading their count costs more than the statvfs): a lower
+        bound, enough to know that a commit fits."""
         stats = os.statvfs(self._folder)
-        free_pages = int(self._db.execute("PRAGMA freelist_count").fetchone()[0])
-        free = stats.f_bavail * stats.f_frsize + free_pages * self._page_size - DISK_RESERVE_BYTES
+        free = stats.f_bavail * stats.f_frsize - DISK_RESERVE_BYTES
+        if exact:
+            free += int(self._db.execute("PRAGMA freelist_count").fetchone()[0]) * self._page_size
         return min(self.quota_bytes, self._size + max(0, free))
 
     def _make_room(self, item: SpoolItem, pending_size: int, room: int) -> tuple[int, int, int, int]:
@@ -292,8 +323,8 @@ class SqliteSpool:
         for gap in gaps:
             record = self._gap_item(gap)
             self._db.execute(
-                "INSERT OR IGNORE INTO items (channel, priority, key, body, size) VALUES (?, ?, ?, ?, ?)",
-                (record.channel, int(record.priority), record.key, record.body, len(record.body)),
+                _INSERT,
+                (self._take_rowids(1), record.channel, int(record.priority), record.key, record.body, len(record.body)),
             )
             gap_size += len(record.body)
         log.warning("spool full: evicting %d item(s) (%d bytes) to make room", len(evicted), freed)
@@ -378,9 +409,8 @@ class SqliteSpool:
             self._db.close()
             return
         await self._run(self._db.close)  # after every put already waiting
-        with self._wake:
-            self._closing = True
-            self._wake.notify()
+        self._closing = True
+        self._queue.put(None)
         await asyncio.to_thread(self._thread.join)
 
 

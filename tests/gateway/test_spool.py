@@ -7,6 +7,7 @@ import asyncio
 import errno
 import json
 import os
+import sqlite3
 import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -173,6 +174,39 @@ async def test_concurrent_puts_share_commits(tmp_path: Path) -> None:
     await asyncio.gather(*(spool.put([item(n)]) for n in range(200)))
     assert spool.depth == 200
     assert spool.commits < 100, f"{spool.commits} commits for 200 concurrent puts: no group commit"
+    await spool.close()
+
+
+async def test_a_spool_made_with_autoincrement_keeps_its_rowids_above_the_old_high_water_mark(
+    tmp_path: Path,
+) -> None:
+    """Earlier versions made the table with AUTOINCREMENT. A row deleted from the end leaves its rowid
+    used in sqlite_sequence; the spool must not hand it out again."""
+    path = tmp_path / "spool.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(
+        """
+        CREATE TABLE items (
+            rowid INTEGER PRIMARY KEY AUTOINCREMENT, channel TEXT NOT NULL, priority INTEGER NOT NULL,
+            key TEXT NOT NULL UNIQUE, body BLOB NOT NULL, size INTEGER NOT NULL
+        );
+        CREATE INDEX items_by_channel ON items (channel, rowid);
+        CREATE INDEX items_by_priority ON items (priority, rowid);
+        """
+    )
+    for n in (1, 2, 3):
+        db.execute(
+            "INSERT INTO items (channel, priority, key, body, size) VALUES ('obs', 2, ?, ?, 100)",
+            (item(n).key, item(n).body),
+        )
+    db.execute("DELETE FROM items WHERE rowid = 3")
+    db.commit()
+    db.close()
+    spool, problem = open_spool(path, 10**6, gap_item)
+    assert problem is None
+    await spool.put([item(4)])
+    lease = await spool.lease("obs", 10, 10**6)
+    assert [(s.rowid, s.item) for s in lease.items] == [(1, item(1)), (2, item(2)), (4, item(4))]
     await spool.close()
 
 
