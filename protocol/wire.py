@@ -22,6 +22,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
     StringConstraints,
     ValidationError,
     field_validator,
@@ -86,7 +87,13 @@ class Subject(_Model):
     clinical: list[ClinicalFlag] = Field(default_factory=list, max_length=4)
 
 
-FiniteFloat = Annotated[float, AllowInfNan(False)]
+# JSON has numbers, booleans and strings, and a hut's software writes each as what it is: "97" for a number,
+# 1 for true or 5.0 for a count is a malformed message, refused, not one to repair (pydantic's lax mode would).
+# A whole number is still a number: 97 is 97.0.
+FiniteFloat = Annotated[float, Strict(), AllowInfNan(False)]
+WireInt = Annotated[int, Strict()]
+WireBool = Annotated[bool, Strict()]
+Count = Annotated[int, Strict(), Field(ge=0)]
 
 
 class QuantityWire(_Model):
@@ -108,11 +115,11 @@ class Observation(_Model):
     received_at: StorableTime
     device_time: StorableTime | None = None
     clock: Literal["device", "gateway"]
-    device_seq: int | None = Field(default=None, ge=0)
+    device_seq: WireInt | None = Field(default=None, ge=0)
     subject: Subject | None = None
     # False when the gateway's checks (limits, plausibility, the device's own status, signal quality)
     # say this reading must not alert a clinician; it is still stored, with its raw values.
-    fit_for_alerting: bool = True
+    fit_for_alerting: WireBool = True
     # Why it is unfit, in words that carry no measured value.
     quality_reasons: list[Annotated[str, StringConstraints(max_length=200)]] = Field(
         default_factory=list, max_length=32
@@ -137,11 +144,11 @@ class WaveStrip(_Model):
     kind: Kind
     channel: Token
     start: StorableTime
-    fs: float = Field(gt=0, le=10_000)
+    fs: FiniteFloat = Field(gt=0, le=10_000)
     unit: str = Field(max_length=16)
-    gain: float = Field(allow_inf_nan=False)
-    offset: float = Field(allow_inf_nan=False)
-    n: int = Field(ge=1, le=MAX_SAMPLES)
+    gain: FiniteFloat
+    offset: FiniteFloat
+    n: WireInt = Field(ge=1, le=MAX_SAMPLES)
     encoding: Literal["int16le+zlib+base64"] = "int16le+zlib+base64"
     data: str
     flags: list[Flag] = Field(default_factory=list, max_length=len(Flag))
@@ -184,7 +191,7 @@ class Envelope(_Model):
     schema_version: Literal[1] = Field(default=1, alias="schema")
     hut_id: HutId
     boot_id: Token
-    seq: int = Field(ge=0, le=MAX_SEQ)
+    seq: WireInt = Field(ge=0, le=MAX_SEQ)
     sent_at: StorableTime
 
 
@@ -204,32 +211,32 @@ class DeviceEvent(Envelope):
     type: Literal["event"] = "event"
     event: Literal["connected", "disconnected", "device_error", "gap", "started", "stopping", "spool_reset"]
     device: Device | None = None
-    detail: dict[str, str | int | FiniteFloat | bool] = Field(default_factory=dict, max_length=32)
+    detail: dict[str, str | WireInt | FiniteFloat | WireBool] = Field(default_factory=dict, max_length=32)
 
 
 class DeviceHealth(_Model):
     name: Token
     driver: Token
-    connected: bool
-    readings: Annotated[int, Field(ge=0)]
-    errors: Annotated[int, Field(ge=0)] = 0
+    connected: WireBool
+    readings: Count
+    errors: Count = 0
     last_error: Reason | None = None
     last_contact: AwareDatetime | None = None
 
 
 class SpoolHealth(_Model):
-    depth: Annotated[int, Field(ge=0)]
-    bytes: Annotated[int, Field(ge=0)]
-    evicted: Annotated[int, Field(ge=0)]
-    oldest_unsent_s: Annotated[float, Field(ge=0), AllowInfNan(False)] | None = None
+    depth: Count
+    bytes: Count
+    evicted: Count
+    oldest_unsent_s: Annotated[FiniteFloat, Field(ge=0)] | None = None
 
 
 class UplinkHealth(_Model):
-    connected: bool
-    published: Annotated[int, Field(ge=0)]
-    confirmed: Annotated[int, Field(ge=0)]
-    resent: Annotated[int, Field(ge=0)]
-    refused: Annotated[int, Field(ge=0)]
+    connected: WireBool
+    published: Count
+    confirmed: Count
+    resent: Count
+    refused: Count
     last_confirmed: AwareDatetime | None = None
     last_error: Reason | None = None
 
@@ -264,7 +271,7 @@ class StoreAck(_Model):
     type: Literal["ack"] = "ack"
     hut_id: HutId
     boot_id: Token
-    seqs: list[Annotated[int, Field(ge=0, le=MAX_SEQ)]] = Field(min_length=1, max_length=1000)
+    seqs: list[Annotated[WireInt, Field(ge=0, le=MAX_SEQ)]] = Field(min_length=1, max_length=1000)
     outcome: Literal["stored", "dead_letter"]
 
 

@@ -240,6 +240,41 @@ def test_times_outside_what_influxdb_stores_are_rejected() -> None:
     assert caught.value.location == "observations[0].measured_at"
 
 
+@pytest.mark.parametrize(
+    ("path", "value", "location"),
+    [
+        (("observations", 0, "values", "spo2", "value"), "97", "observations[0].values.spo2.value"),
+        (("observations", 0, "fit_for_alerting"), 1, "observations[0].fit_for_alerting"),
+        (("observations", 0, "fit_for_alerting"), "true", "observations[0].fit_for_alerting"),
+        (("observations", 0, "device_seq"), 41.0, "observations[0].device_seq"),
+        (("observations", 0, "device_seq"), "41", "observations[0].device_seq"),
+        (("seq",), "7", "seq"),
+        (("seq",), True, "seq"),
+    ],
+)
+def test_numbers_and_booleans_must_be_sent_as_what_they_are(
+    path: tuple[str | int, ...], value: object, location: str
+) -> None:
+    # pydantic's lax mode would read "97" as 97.0 and 1 as true: a malformed message repaired, not refused.
+    raw = json.loads(encode(batch()))
+    parent = raw
+    for part in path[:-1]:
+        parent = parent[part]
+    parent[path[-1]] = value
+    with pytest.raises(ProtocolError) as caught:
+        decode("obs", json.dumps(raw).encode())
+    assert caught.value.reason == "invalid_field"
+    assert caught.value.location is not None and caught.value.location.startswith(location), caught.value
+
+
+def test_a_whole_number_is_still_a_number() -> None:
+    raw = json.loads(encode(batch()))
+    raw["observations"][0]["values"]["spo2"]["value"] = 97
+    decoded = decode("obs", json.dumps(raw).encode())
+    assert isinstance(decoded, ObservationBatch)
+    assert decoded.observations[0].values["spo2"].value == 97.0
+
+
 def test_sequence_keyed_ids_change_with_the_epoch() -> None:
     assert observation_id("hut-1", OXIMETER, Kind.SPO2, 5, "aaaa") != observation_id(
         "hut-1", OXIMETER, Kind.SPO2, 5, "bbbb"
