@@ -6,9 +6,8 @@ database work runs on one dedicated thread of the spool's own, fed by a queue: i
 job waiting at once and wakes the event loop once per commit (no executor round trip and no task per
 commit: at a few hundred microseconds per fsync, that overhead was half the cost of a put). Rowids
 come from a counter of the spool's, not AUTOINCREMENT, which costs a write of sqlite_sequence in every
-commit. A database that
-fails its integrity check on open is moved aside and replaced, and the caller is told: the gateway
-never refuses to run because of its spool.
+commit. A database that fails its integrity check on open is moved aside and replaced, and the caller
+is told: the gateway never refuses to run because of its spool.
 """
 
 from __future__ import annotations
