@@ -162,6 +162,10 @@ class Lifecycle:
         if not observations:
             return outcome
         with self.store.transaction() as tx:
+            tx.prefetch(
+                [f"{observation.hut_id}/{observation.id}" for observation in observations],
+                [key for observation in observations for key in (subject_key(observation), device_key(observation))],
+            )
             for observation in observations:
                 if not tx.first_sight(f"{observation.hut_id}/{observation.id}", now):
                     outcome.redelivered += 1

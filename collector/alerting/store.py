@@ -10,6 +10,7 @@ same file. Collectors on several hosts need a shared server behind the same inte
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import sqlite3
 import threading
@@ -75,6 +76,12 @@ class OutboxItem:
 
 class AlertTransaction(Protocol):
     """What the lifecycle needs inside one transaction."""
+
+    def prefetch(self, observation_keys: Sequence[str], subject_keys: Sequence[str]) -> None:
+        """Say which observations, and which subjects' and devices' keys, the transaction is about to look
+        at, so that their state can be read at once rather than a query at a time. A hint: every method
+        answers the same with or without it."""
+        ...
 
     def first_sight(self, observation_key: str, now: float) -> bool:
         """True the first time this observation is seen; False on a redelivery."""
@@ -189,6 +196,11 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_at);
 """
 
 
+def _chunks(keys: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(keys), _PREFETCH_CHUNK):
+        yield keys[start : start + _PREFETCH_CHUNK]
+
+
 def _row_to_episode(row: sqlite3.Row) -> Episode:
     values = {name: row[name] for name in _EPISODE_COLUMNS}
     for name in _JSON_COLUMNS:
@@ -209,11 +221,59 @@ def _row_to_item(row: sqlite3.Row) -> OutboxItem:
     )
 
 
+# Keys per query when reading ahead: well under SQLite's 32,766 bound parameters.
+_PREFETCH_CHUNK = 500
+
+
 class _SqliteTransaction:
+    """One write transaction. The lifecycle asks about every observation of a window: was it seen, are its
+    subject's and device's episodes open, has its device been failing. Asked a query at a time, that was
+    four statements per observation, and each statement lets go of the GIL and must win it back from the
+    ingest loop's thread, which holds it while it parses messages: in the collector benchmark the alert
+    rules took 2 s of the windows' time for 0.5 s of work. ``prefetch`` reads all of it for the window in
+    a few statements, and these methods answer from what it read and keep it current as they write."""
+
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
+        self._observations: set[str] = set()  # keys prefetched
+        self._seen: set[str] = set()  # ... of these, the ones evaluated already (stored or in _unsaved)
+        self._unsaved: list[tuple[str, float]] = []  # first sights not inserted yet
+        self._keys: set[str] = set()  # subject and device keys prefetched
+        self._open: dict[str, dict[str, Episode]] = {}  # ... their open episodes, by key and rule
+        self._failing: set[str] = set()  # ... the device keys with failures on record
+
+    def prefetch(self, observation_keys: Sequence[str], subject_keys: Sequence[str]) -> None:
+        new = [key for key in dict.fromkeys(observation_keys) if key not in self._observations]
+        for chunk in _chunks(new):
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(f"SELECT key FROM evaluated WHERE key IN ({marks})", chunk)
+            self._seen.update(key for (key,) in rows)
+        self._observations.update(new)
+        keys = [key for key in dict.fromkeys(subject_keys) if key not in self._keys]
+        states = ",".join(f"'{state}'" for state in OPEN_STATES)
+        for chunk in _chunks(keys):
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT * FROM episodes WHERE subject_key IN ({marks}) AND state IN ({states})"
+            for row in self.db.execute(query, chunk):
+                episode = _row_to_episode(row)
+                self._open.setdefault(episode.subject_key, {})[episode.rule] = episode
+            query = f"SELECT DISTINCT device_key FROM failures WHERE device_key IN ({marks})"
+            self._failing.update(key for (key,) in self.db.execute(query, chunk))
+        self._keys.update(keys)
+
+    def flush(self) -> None:
+        """Write what was held back (first sights); before the transaction commits."""
+        if self._unsaved:
+            self.db.executemany("INSERT OR IGNORE INTO evaluated (key, at) VALUES (?, ?)", self._unsaved)
+            self._unsaved.clear()
 
     def first_sight(self, observation_key: str, now: float) -> bool:
+        if observation_key in self._observations:
+            if observation_key in self._seen:
+                return False
+            self._seen.add(observation_key)
+            self._unsaved.append((observation_key, now))
+            return True
         cursor = self.db.execute("INSERT OR IGNORE INTO evaluated (key, at) VALUES (?, ?)", (observation_key, now))
         return cursor.rowcount == 1
 
@@ -221,12 +281,17 @@ class _SqliteTransaction:
         return [_row_to_episode(r) for r in self.db.execute(f"SELECT * FROM episodes WHERE {where}", args)]
 
     def open_episode(self, subject_key: str, rule: str) -> Episode | None:
+        if subject_key in self._keys:
+            episode = self._open.get(subject_key, {}).get(rule)
+            return None if episode is None else copy.deepcopy(episode)  # the caller's own, as a read gives
         found = self._episodes(
             "subject_key = ? AND rule = ? AND state IN ('pending', 'firing', 'resolving')", (subject_key, rule)
         )
         return found[0] if found else None
 
     def open_episodes(self, subject_key: str) -> list[Episode]:
+        if subject_key in self._keys:
+            return [copy.deepcopy(episode) for episode in self._open.get(subject_key, {}).values()]
         return self._episodes("subject_key = ? AND state IN ('pending', 'firing', 'resolving')", (subject_key,))
 
     def recently_resolved(self, subject_key: str, rule: str, since: float) -> Episode | None:
@@ -248,6 +313,13 @@ class _SqliteTransaction:
         columns = ", ".join(_EPISODE_COLUMNS)
         marks = ", ".join(f":{name}" for name in _EPISODE_COLUMNS)
         self.db.execute(f"INSERT OR REPLACE INTO episodes ({columns}) VALUES ({marks})", values)
+        if episode.subject_key in self._keys:
+            held = self._open.setdefault(episode.subject_key, {})
+            for rule, known in list(held.items()):
+                if known.alert_id == episode.alert_id:
+                    del held[rule]
+            if episode.state in OPEN_STATES:
+                held[episode.rule] = copy.deepcopy(episode)
 
     def due(self, now: float) -> list[Episode]:
         # Every open episode is a candidate; the lifecycle decides. Open episodes are few (per subject).
@@ -268,12 +340,16 @@ class _SqliteTransaction:
         return [(float(a), float(v)) for a, v in rows]
 
     def count_failure(self, device_key: str, at: float, since: float) -> int:
+        self._failing.add(device_key)
         self.db.execute("INSERT INTO failures (device_key, at) VALUES (?, ?)", (device_key, at))
         self.db.execute("DELETE FROM failures WHERE device_key = ? AND at < ?", (device_key, since))
         (count,) = self.db.execute("SELECT COUNT(*) FROM failures WHERE device_key = ?", (device_key,)).fetchone()
         return int(count)
 
     def clear_failures(self, device_key: str) -> None:
+        if device_key in self._keys and device_key not in self._failing:
+            return  # nothing on record
+        self._failing.discard(device_key)
         self.db.execute("DELETE FROM failures WHERE device_key = ?", (device_key,))
 
     def enqueue(
@@ -320,7 +396,9 @@ class SqliteAlertStore:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield _SqliteTransaction(self._db)
+                transaction = _SqliteTransaction(self._db)
+                yield transaction
+                transaction.flush()
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
