@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Literal, Protocol
@@ -109,21 +109,25 @@ class Spool(Protocol):
     async def close(self) -> None: ...
 
 
-def plan_eviction(stored: Sequence[tuple[int, Priority, int]], need_bytes: int, up_to: Priority) -> list[int] | None:
+def plan_eviction(stored: Iterable[tuple[int, Priority, int]], need_bytes: int, up_to: Priority) -> list[int] | None:
     """Which rows to evict to free ``need_bytes``: lowest priority first, oldest first within one, and
     never anything more important than ``up_to`` (the incoming item's priority). None if even that is
-    not enough. ``stored`` holds (rowid, priority, size) of unleased rows."""
+    not enough. ``stored`` yields (rowid, priority, size) in that order (by priority, then rowid); it is
+    read only as far as needed, so a database cursor over a full spool of millions of rows stops after
+    the few it evicts."""
     chosen: list[int] = []
     freed = 0
-    for rowid, priority, size in sorted(stored, key=lambda row: (row[1], row[0])):
-        if freed >= need_bytes:
-            break
+    if need_bytes <= 0:
+        return chosen
+    for rowid, priority, size in stored:
         # A gap record is never evicted: that would make a loss silent.
         if priority > up_to or priority == Priority.GAP:
             break
         chosen.append(rowid)
         freed += size
-    return chosen if freed >= need_bytes else None
+        if freed >= need_bytes:
+            return chosen
+    return None
 
 
 def gaps_of(evicted: Sequence[tuple[SpoolChannel, Priority, int]]) -> list[Gap]:

@@ -49,7 +49,10 @@ class MemorySpool:
             excess = self._size + len(item.body) - self.quota_bytes
             if excess > 0:
                 # In flight or not, as in the SQLite spool: priority decides.
-                candidates = [(rowid, row.priority, len(row.body)) for rowid, row in self._rows.items()]
+                candidates = sorted(
+                    ((rowid, row.priority, len(row.body)) for rowid, row in self._rows.items()),
+                    key=lambda row: (row[1], row[0]),
+                )
                 victims = plan_eviction(candidates, excess, item.priority)
                 if victims is None:
                     raise SpoolFullError(f"no room for a {item.channel} item of {len(item.body)} bytes")

@@ -302,14 +302,14 @@ class SqliteSpool:
         # Leased rows (in a message sent but not yet confirmed) may go too: otherwise, with the broker
         # down, a full window of waveforms would force vitals out first. Such a message may still be
         # confirmed later, so a gap record can over-report a loss, never hide one.
-        candidates = [
-            (rowid, Priority(priority), size)
-            for rowid, priority, size in self._db.execute(
-                "SELECT rowid, priority, size FROM items WHERE priority <= ? ORDER BY priority, rowid",
-                (int(item.priority),),
-            )
-        ]
+        # In eviction order from the priority index, read only as far as the plan needs.
+        rows = self._db.execute(
+            "SELECT rowid, priority, size FROM items WHERE priority <= ? ORDER BY priority, rowid",
+            (int(item.priority),),
+        )
+        candidates = ((rowid, Priority(priority), size) for rowid, priority, size in rows)
         victims = plan_eviction(candidates, excess, item.priority)
+        rows.close()
         if victims is None:
             raise SpoolFullError(
                 f"no room for a {item.channel} item of {len(item.body)} bytes "

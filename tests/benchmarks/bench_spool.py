@@ -4,13 +4,16 @@ persist-queue's SQLiteAckQueue is what a Python developer would otherwise pick f
 queue. Both run on the same disk with the same durability (SQLite WAL, synchronous=FULL, a put returns
 only once committed). A hut has several devices producing at once, so both are fed by 8 concurrent
 producers: asyncio tasks for the spool, threads for persist-queue (its own concurrency model). Median
-of 3 runs each. Summary line: ``spool: durable_per_s=... persistqueue_per_s=... ratio=...``
+of 3 runs each. Then a put into a full spool of 300,000 rows, which must evict, against one with room
+(reading every evictable row for each such put once took 740 ms). Summary line:
+``spool: durable_per_s=... persistqueue_per_s=... ratio=...``
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import statistics
 import tempfile
 import threading
@@ -71,6 +74,42 @@ def persistqueue_rate(folder: Path) -> float:
     return per_producer * PRODUCERS / elapsed
 
 
+FULL_ROWS = 300_000
+EVICTING_PUTS = 21
+
+
+async def full_spool_puts(folder: Path) -> tuple[float, float]:
+    """Median seconds of a put into a full spool of FULL_ROWS rows (it must evict), and of a put into the
+    same spool with room: a hut whose uplink is down for days runs full and evicts on every put."""
+    item_body = b"x" * 400
+    logging.getLogger("healthhut.gateway.spool").setLevel(logging.ERROR)  # a warning per eviction
+    spool, _ = open_spool(folder / "full.sqlite", FULL_ROWS * len(item_body), gap_item)
+    try:
+        for start in range(0, FULL_ROWS, 5000):
+            await spool.put(
+                [
+                    SpoolItem(*(("wave", Priority.WAVEFORM) if n % 2 else ("obs", Priority.VITAL)), f"k{n}", item_body)
+                    for n in range(start, start + 5000)
+                ]
+            )
+
+        async def timed(prefix: str) -> float:
+            times = []
+            for n in range(EVICTING_PUTS):
+                start = time.perf_counter()
+                await spool.put([SpoolItem("obs", Priority.VITAL, f"{prefix}{n}", item_body)])
+                times.append(time.perf_counter() - start)
+            return statistics.median(times)
+
+        evicting = await timed("full")
+        assert spool.evicted >= EVICTING_PUTS
+        spool.quota_bytes *= 2
+        with_room = await timed("room")
+    finally:
+        await spool.close()
+    return evicting, with_room
+
+
 def main() -> None:
     ours: list[float] = []
     theirs: list[float] = []
@@ -89,6 +128,12 @@ def main() -> None:
         f"commits per run {commits})"
     )
     print(f"  persist-queue:   {pq_median:8.0f} durable puts/s  (runs {[round(r) for r in theirs]})")
+    with tempfile.TemporaryDirectory(dir=Path.home()) as tmp:
+        evicting, with_room = asyncio.run(full_spool_puts(Path(tmp)))
+    print(
+        f"  a put into a full spool of {FULL_ROWS} rows, which evicts: {evicting * 1000:.2f} ms median, "
+        f"against {with_room * 1000:.2f} ms for a put with room"
+    )
     ratio = spool_median / pq_median
     print(f"spool: durable_per_s={spool_median:.0f} persistqueue_per_s={pq_median:.0f} ratio={ratio:.1f}")
 
