@@ -8,7 +8,16 @@ import sys
 from pathlib import Path
 
 from healthhut.protocol.cli import EXIT_FAILURE, EXIT_OK
-from healthhut.protocol.pki import KEY_TYPES, SERVICE_NAMES, CertificateAuthority, Issued, PkiError
+from healthhut.protocol.pki import (
+    CRL,
+    CRL_DAYS,
+    KEY_TYPES,
+    REVOCATION_REASONS,
+    SERVICE_NAMES,
+    CertificateAuthority,
+    Issued,
+    PkiError,
+)
 
 DEFAULT_FOLDER = Path("/etc/healthhut/ca")
 CA_DAYS = 3650
@@ -22,11 +31,16 @@ examples:
   hut-collector ca server --name broker.example.org --ip 203.0.113.7 --out-dir broker/
   hut-collector ca client --name collector --out-dir collector/
   hut-collector ca init --ca-dir ./test-ca --name "bench CA" --days 30
+  hut-collector ca revoke --hut hut-0001 --reason keyCompromise    # a stolen or lost hut
+  hut-collector ca revoke --cert old-hut-0001.pem --reason superseded
+  hut-collector ca crl --out crl.pem                               # the revocation list again
 
 The CA lives in --ca-dir (default /etc/healthhut/ca): ca.key (mode 0600; keep it off the network and
 backed up) and ca.pem (public: every hut, collector and the broker need a copy). A hut makes its own
 key and request with "hut-gateway provision"; "ca sign" signs the request only if its subject is
-CN=<a hut id>, so a hut's certificate lets it write only under hh/v1/huts/<its id>/.
+CN=<a hut id>, so a hut's certificate lets it write only under hh/v1/huts/<its id>/. "ca revoke" shuts
+a hut's certificate out: it rewrites the revocation list (crl.pem in the CA's folder), which goes to the
+broker as /etc/mosquitto/certs/crl.pem; restart mosquitto to read it.
 """
 
 
@@ -69,6 +83,19 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     client.add_argument("--out-dir", type=Path, default=Path(), help="folder to write to (default: here)")
     client.add_argument("--days", type=int, default=LEAF_DAYS, help=f"validity (default: {LEAF_DAYS})")
     client.add_argument("--force", action="store_true", help="replace an existing NAME.key")
+    revoke = action("revoke", "revoke a hut's certificate (all of them, by hut id) or one certificate file")
+    which = revoke.add_mutually_exclusive_group(required=True)
+    which.add_argument("--hut", help="the hut id: every certificate this CA issued to it")
+    which.add_argument("--cert", type=Path, help="one certificate file this CA issued")
+    revoke.add_argument(
+        "--reason",
+        choices=REVOCATION_REASONS,
+        default="unspecified",
+        help="recorded in the list (default: unspecified)",
+    )
+    crl = action("crl", f"write the revocation list again (it lasts {CRL_DAYS} days by default)")
+    crl.add_argument("--out", type=Path, help=f"where to write it (default: {CRL} in the CA's folder)")
+    crl.add_argument("--days", type=int, default=CRL_DAYS, help=f"validity (default: {CRL_DAYS})")
 
 
 def _issued(issued: Issued) -> str:
@@ -91,10 +118,25 @@ def run(args: argparse.Namespace) -> int:
             )
             print(_issued(issued))
             print(
-                f"next: install {key} (mode 0600), {issued.path} and {args.out_dir / 'ca.pem'} as the broker's "
-                "keyfile, certfile and cafile (mosquitto/healthhut.conf: /etc/mosquitto/certs/server.key, "
-                "server.pem, ca.pem); the key must be readable by the user mosquitto runs as"
+                f"next: install {key} (mode 0600), {issued.path}, {args.out_dir / 'ca.pem'} and "
+                f"{args.out_dir / CRL} as the broker's keyfile, certfile, cafile and crlfile "
+                "(mosquitto/healthhut.conf: /etc/mosquitto/certs/server.key, server.pem, ca.pem, crl.pem); "
+                "the key must be readable by the user mosquitto runs as"
             )
+        elif args.ca_command == "revoke":
+            certs = [args.cert] if args.cert is not None else ca.issued_to(args.hut)
+            if not certs:
+                raise PkiError(f"this CA has no certificate of {args.hut} on record; revoke it with --cert FILE")
+            for cert in certs:
+                issued = ca.revoke(cert, args.reason)
+                print(f"revoked {cert}: CN={issued.common_name}, serial {issued.serial} ({args.reason})")
+            print(
+                f"next: copy {ca.folder / CRL} to the broker as /etc/mosquitto/certs/crl.pem and restart mosquitto; "
+                "until then the certificate still connects"
+            )
+        elif args.ca_command == "crl":
+            out = ca.write_crl(args.out or ca.folder / CRL, days=args.days)
+            print(f"wrote {out}: {len(ca.revoked_serials())} certificate(s) revoked, valid for {args.days} days")
         else:
             key, issued = ca.issue_service(args.name, args.out_dir, days=args.days, force=args.force)
             print(_issued(issued))

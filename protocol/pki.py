@@ -29,6 +29,14 @@ KEY_TYPES: tuple[KeyType, ...] = ("ec", "rsa")
 SERVICE_NAMES = frozenset({"collector", "alerts-app"})
 CA_KEY = "ca.key"
 CA_CERT = "ca.pem"
+# The revocation list the broker checks every client certificate against (mosquitto's crlfile), and, in
+# the CA's folder, a copy of every certificate issued, so that a hut's can be revoked by its id alone.
+CRL = "crl.pem"
+ISSUED = "issued"
+# An expired list makes OpenSSL refuse every client, so the list lasts as long as the CA by default; it is
+# written again at every revocation, which is when a broker needs a new one.
+CRL_DAYS = 3650
+REVOCATION_REASONS = ("unspecified", "keyCompromise", "superseded", "cessationOfOperation", "affiliationChanged")
 MIN_RSA_BITS = 2048
 MIN_EC_BITS = 256
 _GENPKEY = {
@@ -79,9 +87,9 @@ def check_hut_name(name: str) -> str:
     return name
 
 
-def _run(args: Sequence[str], stdin: bytes | None) -> subprocess.CompletedProcess[bytes]:
+def _run(args: Sequence[str], stdin: bytes | None, cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
     try:
-        return subprocess.run(["openssl", *args], input=stdin, capture_output=True, check=False, timeout=120)
+        return subprocess.run(["openssl", *args], input=stdin, capture_output=True, check=False, timeout=120, cwd=cwd)
     except FileNotFoundError:
         raise PkiError("the openssl command is missing (Debian package openssl)") from None
 
@@ -91,9 +99,11 @@ def _failure(result: subprocess.CompletedProcess[bytes], what: str, path: Path |
     return PkiError(f"openssl could not {what}: {errors[-1] if errors else f'exit status {result.returncode}'}", path)
 
 
-def _openssl_bytes(*args: str, what: str, path: Path | None = None, stdin: bytes | None = None) -> bytes:
+def _openssl_bytes(
+    *args: str, what: str, path: Path | None = None, stdin: bytes | None = None, cwd: Path | None = None
+) -> bytes:
     """Run openssl and return its standard output; PkiError with openssl's own reason if it fails."""
-    result = _run(args, stdin)
+    result = _run(args, stdin, cwd)
     if result.returncode != 0:
         raise _failure(result, what, path)
     return result.stdout
@@ -293,7 +303,73 @@ class CertificateAuthority:
                 what="sign the request", path=csr,
             )  # fmt: skip
         _write_file(out, pem, mode=0o644, replace=True)
-        return _describe(out)
+        issued = _describe(out)
+        kept = self.folder / ISSUED
+        kept.mkdir(mode=0o700, exist_ok=True)
+        _write_file(kept / f"{issued.serial}.pem", pem, mode=0o644, replace=True)
+        return issued
+
+    # -- revocation ------------------------------------------------------------------------------------
+    def _ca_database(self, work: str) -> str:
+        """openssl ca's config, its database in the CA's folder (openssl runs there: relative names, so no
+        folder name can be read as config syntax)."""
+        for name, initial in (("index.txt", ""), ("crlnumber", "01\n")):
+            if not (self.folder / name).exists():
+                _write_file(self.folder / name, initial.encode(), mode=0o600, replace=False)
+        path = Path(work) / "ca.cnf"
+        path.write_text(
+            "[ca]\ndefault_ca = deployment\n[deployment]\ndatabase = index.txt\ncrlnumber = crlnumber\n"
+            "default_md = sha256\nunique_subject = no\n"
+        )
+        return str(path)
+
+    def issued_to(self, hut_id: str) -> list[Path]:
+        """The certificates this CA issued for ``hut_id`` (its copies in ``issued/``)."""
+        found = []
+        for path in sorted((self.folder / ISSUED).glob("*.pem")):
+            if _describe(path).common_name == hut_id:
+                found.append(path)
+        return found
+
+    def revoked_serials(self) -> set[str]:
+        index = self.folder / "index.txt"
+        if not index.exists():
+            return set()
+        return {line.split("\t")[3].upper() for line in index.read_text().splitlines() if line.startswith("R\t")}
+
+    def revoke(self, cert: Path, reason: str = "unspecified") -> Issued:
+        """Revoke ``cert`` (it must be one this CA issued) and write the CA's revocation list anew."""
+        self._check()
+        if reason not in REVOCATION_REASONS:
+            raise PkiError(f"{reason!r} is not a revocation reason ({', '.join(REVOCATION_REASONS)})")
+        _openssl(
+            "verify", "-no_check_time", "-CAfile", str(self.cert), str(cert),
+            what="find that this CA issued the certificate", path=cert,
+        )  # fmt: skip
+        issued = _describe(cert)
+        if issued.serial.upper() not in self.revoked_serials():
+            with tempfile.TemporaryDirectory(prefix="healthhut-pki-") as work:
+                _openssl_bytes(
+                    "ca", "-config", self._ca_database(work), "-keyfile", CA_KEY, "-cert", CA_CERT,
+                    "-revoke", str(cert.resolve()), "-crl_reason", reason,
+                    what="revoke the certificate", path=cert, cwd=self.folder,
+                )  # fmt: skip
+        self.write_crl(self.folder / CRL)
+        return issued
+
+    def write_crl(self, out: Path, *, days: int = CRL_DAYS) -> Path:
+        """The revocation list, signed, to ``out``: every certificate revoked so far (none at first)."""
+        self._check()
+        _check_days(days)
+        with tempfile.TemporaryDirectory(prefix="healthhut-pki-") as work:
+            pem = _openssl_bytes(
+                "ca", "-config", self._ca_database(work), "-keyfile", CA_KEY, "-cert", CA_CERT,
+                "-gencrl", "-crldays", str(days),
+                what="write the revocation list", path=out, cwd=self.folder,
+            )  # fmt: skip
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _write_file(out, pem, mode=0o644, replace=True)
+        return out
 
     def sign_hut(self, csr: Path, out: Path, *, days: int) -> Issued:
         """Issue a hut's client certificate for the request in ``csr``, if its CN is a hut id."""
@@ -328,7 +404,10 @@ class CertificateAuthority:
                 names.append(f"DNS:{entry}")
         extensions = _SERVER + f"subjectAltName = {', '.join(dict.fromkeys(names))}\n"
         key = folder / "server.key"
-        return key, self._issue_with_key(key, folder / "server.pem", name, extensions, days, force)
+        issued = self._issue_with_key(key, folder / "server.pem", name, extensions, days, force)
+        # The broker checks clients against the CA's revocation list (crlfile), which must exist.
+        self.write_crl(folder / CRL)
+        return key, issued
 
     def _issue_with_key(self, key: Path, out: Path, name: str, extensions: str, days: int, force: bool) -> Issued:
         self._check()

@@ -28,6 +28,7 @@ from healthhut.gateway.spool import MemorySpool
 from healthhut.gateway.state import GatewayState
 from healthhut.gateway.uplink import Uplink
 from healthhut.protocol import Device, Kind, Quantity, Reading, observation_from_reading
+from healthhut.protocol.pki import CertificateAuthority, ensure_private_key, make_request
 from tests.conftest import ROOT, eventually
 
 SHIPPED = ROOT / "mosquitto"
@@ -52,65 +53,17 @@ def openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
-def issue(folder: Path, name: str, *, server: bool = False) -> None:
-    openssl(
-        "req",
-        "-new",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        f"/CN={name}",
-        "-keyout",
-        f"{name}.key",
-        "-out",
-        f"{name}.csr",
-        cwd=folder,
-    )
-    extensions = folder / f"{name}.ext"
-    extensions.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n" if server else "extendedKeyUsage=clientAuth\n")
-    openssl(
-        "x509",
-        "-req",
-        "-in",
-        f"{name}.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        extensions.name,
-        "-out",
-        f"{name}.pem",
-        cwd=folder,
-    )
-
-
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CA and the broker's, a hut's and the collector's keys and certificates, made as an operator makes
+    them (``healthhut.protocol.pki``, behind ``hut-collector ca``), all in one folder."""
     folder = tmp_path_factory.mktemp("pki")
-    openssl(
-        "req",
-        "-x509",
-        "-new",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=healthhut test CA",
-        "-days",
-        "2",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        cwd=folder,
-    )
-    for name in ("server", "hut-a", "collector"):
-        issue(folder, name, server=name == "server")
+    ca = CertificateAuthority.create(folder, "healthhut test CA", days=2)
+    ca.issue_server("localhost", folder, ips=["127.0.0.1"], days=2, force=False)
+    ca.issue_service("collector", folder, days=2)
+    ensure_private_key(folder / "hut-a.key")
+    make_request(folder / "hut-a.key", folder / "hut-a.csr", "hut-a")
+    ca.sign_hut(folder / "hut-a.csr", folder / "hut-a.pem", days=2)
     return folder
 
 

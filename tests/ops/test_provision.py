@@ -307,3 +307,47 @@ def test_help_shows_examples(capsys: pytest.CaptureFixture[str], main: Main, arg
         main([*argv, "--help"])
     assert exited.value.code == 0
     assert example in capsys.readouterr().out.split("examples:", 1)[1]
+
+
+async def test_a_revoked_hut_certificate_is_refused_at_the_handshake(deployment: Deployment, tmp_path: Path) -> None:
+    # A copy of the CA and of the broker's folder, so the other tests' deployment stays as it was.
+    ca, broker = tmp_path / "ca", tmp_path / "broker"
+    shutil.copytree(deployment.ca, ca)
+    shutil.copytree(deployment.broker, broker)
+    assert "No Revoked Certificates" in crl_text(broker / "crl.pem")  # ca server wrote an empty list
+    ran = ok(collector_main, "ca", "revoke", "--ca-dir", ca, "--hut", "hut-b", "--reason", "keyCompromise")
+    assert "CN=hut-b" in ran.out and "/etc/mosquitto/certs/crl.pem" in ran.out
+    again = ok(collector_main, "ca", "revoke", "--ca-dir", ca, "--cert", deployment.hut_b / "hut.pem")
+    assert "CN=hut-b" in again.out  # revoking twice is harmless
+    listed = crl_text(ca / "crl.pem")
+    assert listed.count("Serial Number") == 1 and "Key Compromise" in listed
+    with shipped_broker(deployment, tmp_path / "before") as (port, _):
+        async with client(port, "hut-b", tls(deployment.hut_b, "hut")):  # the broker's list is still the old one
+            pass
+    shutil.copyfile(ca / "crl.pem", broker / "crl.pem")
+    revoked = Deployment(ca, broker, deployment.collector, deployment.hut_a_config, deployment.hut_b)
+    hut_a_tls = load_config(deployment.hut_a_config).mqtt.tls
+    assert hut_a_tls is not None
+    with shipped_broker(revoked, tmp_path / "after") as (port, stack):
+        assert refusal(port, tls(deployment.hut_b, "hut")) == "SSLV3_ALERT_CERTIFICATE_REVOKED"
+        async with client(port, "hut-a", hut_a_tls.ssl_context()) as hut_a:  # the others still connect
+            await PubackWatch(hut_a).publish("hh/v1/huts/hut-a/event", b"from hut-a")
+        assert stack.mosquitto.log_tail(200).count("certificate verify failed") == 1
+
+
+def test_revoking_names_what_it_cannot_find(deployment: Deployment, tmp_path: Path) -> None:
+    ca = tmp_path / "ca"
+    shutil.copytree(deployment.ca, ca)
+    unknown = cli(collector_main, "ca", "revoke", "--ca-dir", ca, "--hut", "hut-zz")
+    assert unknown.code == 1 and "no certificate of hut-zz on record" in unknown.err
+    other = tmp_path / "other-ca"
+    ok(collector_main, "ca", "init", "--ca-dir", other, "--name", "another CA", "--days", "2")
+    foreign = cli(collector_main, "ca", "revoke", "--ca-dir", other, "--cert", deployment.hut_b / "hut.pem")
+    assert foreign.code == 1 and "hut.pem" in foreign.err and "issued" in foreign.err
+    assert not (other / "crl.pem").exists()
+
+
+def crl_text(path: Path) -> str:
+    return subprocess.run(
+        ["openssl", "crl", "-in", str(path), "-noout", "-text"], check=True, capture_output=True, text=True
+    ).stdout
