@@ -134,17 +134,10 @@ class EcgAnalyzer:
         x = np.asarray(chunk_uv, dtype=np.float64)  # the detector keeps its own copy
         if x.ndim != 1:
             x = x.ravel()
-        if x.size > self._piece:
-            found = [self._push_piece(x[i : i + self._piece]) for i in range(0, x.size, self._piece)]
-            return np.concatenate(found)
-        # ``_push_piece`` inlined: a push of a short chunk is mostly a store, and a call costs as much.
-        detector = self.detector
-        peaks = detector.push(x)
-        if peaks.size:
-            self._beats.extend(peaks.tolist())
-        if detector.pushed >= self._grade_from:
-            self._assess_ready_windows(final=False)
-        return peaks
+        if x.size <= self._piece:
+            return self._push_piece(x)
+        found = [self._push_piece(x[i : i + self._piece]) for i in range(0, x.size, self._piece)]
+        return np.concatenate(found)
 
     def _push_piece(self, piece: FloatArray) -> IndexArray:
         detector = self.detector
