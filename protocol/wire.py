@@ -496,7 +496,7 @@ def _validate(model: type[M], payload: bytes, max_bytes: int = MAX_MESSAGE_BYTES
         raise ProtocolError("invalid_field", f"a message is a JSON object, not {type(raw).__name__}")
     version = raw.get("schema")
     if version != SCHEMA_VERSION or isinstance(version, bool):  # True == 1 in Python
-        detail = "missing" if version is None else f"{reprlib.repr(version)} is not supported"
+        detail = "missing" if version is None else f"{_clip(reprlib.repr(version))} is not supported"
         raise ProtocolError("unsupported_schema", f"schema version {detail}; expected {SCHEMA_VERSION}", "schema")
     try:
         message = model.model_validate(raw)

@@ -289,6 +289,8 @@ MISSING_CANDIDATES = sorted(
 @example(Mutation("obs", OBS, "replace", ("observations", 0, "values", "spo2", "value"), "abc"))
 # A 5,000-character key went whole into the location.
 @example(Mutation("obs", OBS, "add", ("observations", 0), 1, "x" * 5000))
+# A schema version of nested tables: reprlib kept each part short but not the whole (found by a --slow run).
+@example(Mutation("event", EVENT, "replace", ("schema",), [{f"k{j}" * 9: "v" * 50 for j in range(4)}] * 6))
 # An empty object in place of a strip's device is refused at the field it lacks (found by a CI run).
 @example(Mutation("wave", WAVE, "replace", ("strips", 0, "device"), {}))
 def test_mutated_messages(mutation: Mutation) -> None:
