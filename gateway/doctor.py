@@ -22,6 +22,7 @@ import aiomqtt
 from healthhut.gateway.clock import kernel_clock_synchronised
 from healthhut.gateway.config import GatewayConfig
 from healthhut.gateway.spool.sqlite import check_database
+from healthhut.gateway.transports import evdev
 from healthhut.protocol.pseudonym import PseudonymKey, PseudonymKeyError
 
 Verdict = Literal["PASS", "WARN", "FAIL"]
@@ -112,8 +113,11 @@ def _identity(config: GatewayConfig) -> Finding | None:
 
 
 # How the gateway opens a device file of each transport, and the group whose members may (Debian's udev
-# rules: serial ports belong to dialout, input event devices to input).
-DEVICE_ACCESS = {"serial": (os.O_RDWR | os.O_NOCTTY, "dialout"), "evdev": (os.O_RDONLY, "input")}
+# rules: serial ports belong to dialout; the evdev transport says its own).
+DEVICE_ACCESS = {
+    "serial": (os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK, "dialout"),
+    "evdev": (evdev.OPEN_FLAGS, evdev.ACCESS_GROUP),
+}
 
 
 def _serial(config: GatewayConfig) -> list[Finding]:
@@ -130,7 +134,7 @@ def _serial(config: GatewayConfig) -> list[Finding]:
             continue
         mode, group = DEVICE_ACCESS.get(get_driver(device.driver).transport, DEVICE_ACCESS["serial"])
         try:
-            descriptor = os.open(path, mode | os.O_NONBLOCK)
+            descriptor = os.open(path, mode)
         except OSError as exc:
             hint = f"; the gateway's user needs the {group} group" if exc.errno == errno.EACCES else ""
             findings.append(Finding("FAIL", name, f"{path}: cannot open ({exc.strerror}){hint}"))

@@ -25,6 +25,9 @@ EVIOCGRAB = 0x40044590
 # Bytes per read: whole records of either size (16 and 24 both divide it); the kernel returns only
 # whole records, as many as fit.
 READ_CHUNK = 48 * 64
+# How the device is opened, and the group (Debian's udev rules) whose members may: doctor checks the same.
+OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
+ACCESS_GROUP = "input"
 
 
 class EvdevStream:
@@ -97,9 +100,9 @@ async def open_evdev(path: str) -> EvdevStream:
     the path is not an input device) is logged and the device read anyway.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, OPEN_FLAGS)
     except OSError as exc:
-        hint = "; the gateway's user needs the input group" if exc.errno == errno.EACCES else ""
+        hint = f"; the gateway's user needs the {ACCESS_GROUP} group" if exc.errno == errno.EACCES else ""
         raise TransportError(path, f"cannot open: {exc.strerror}{hint}") from exc
     grabbed = False
     try:
