@@ -86,6 +86,11 @@ def _iso(at: datetime | float) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def observation_key(observation: Observation) -> str:
+    """Which reading this is, for telling a redelivery from a new one."""
+    return f"{observation.hut_id}/{observation.id}"
+
+
 def subject_key(observation: Observation) -> str:
     """Whose episodes these are: the pseudonym, or, for an anonymous reading, the hut."""
     if observation.subject is not None:
@@ -163,11 +168,11 @@ class Lifecycle:
             return outcome
         with self.store.transaction() as tx:
             tx.prefetch(
-                [f"{observation.hut_id}/{observation.id}" for observation in observations],
+                [observation_key(observation) for observation in observations],
                 [key for observation in observations for key in (subject_key(observation), device_key(observation))],
             )
             for observation in observations:
-                if not tx.first_sight(f"{observation.hut_id}/{observation.id}", now):
+                if not tx.first_sight(observation_key(observation), now):
                     outcome.redelivered += 1
                     continue
                 outcome.evaluated += 1

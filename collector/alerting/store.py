@@ -21,6 +21,8 @@ from typing import Any, Literal, Protocol
 
 EpisodeState = Literal["pending", "firing", "resolving", "resolved", "unconfirmed"]
 OPEN_STATES: tuple[EpisodeState, ...] = ("pending", "firing", "resolving")
+# The same in SQL (the schema's partial index writes it out too, and must match).
+_IS_OPEN = "state IN ({})".format(", ".join(f"'{state}'" for state in OPEN_STATES))
 OutboxState = Literal["pending", "sent", "dead"]
 
 
@@ -250,10 +252,9 @@ class _SqliteTransaction:
             self._seen.update(key for (key,) in rows)
         self._observations.update(new)
         keys = [key for key in dict.fromkeys(subject_keys) if key not in self._keys]
-        states = ",".join(f"'{state}'" for state in OPEN_STATES)
         for chunk in _chunks(keys):
             marks = ",".join("?" * len(chunk))
-            query = f"SELECT * FROM episodes WHERE subject_key IN ({marks}) AND state IN ({states})"
+            query = f"SELECT * FROM episodes WHERE subject_key IN ({marks}) AND {_IS_OPEN}"
             for row in self.db.execute(query, chunk):
                 episode = _row_to_episode(row)
                 self._open.setdefault(episode.subject_key, {})[episode.rule] = episode
@@ -284,15 +285,13 @@ class _SqliteTransaction:
         if subject_key in self._keys:
             episode = self._open.get(subject_key, {}).get(rule)
             return None if episode is None else copy.deepcopy(episode)  # the caller's own, as a read gives
-        found = self._episodes(
-            "subject_key = ? AND rule = ? AND state IN ('pending', 'firing', 'resolving')", (subject_key, rule)
-        )
+        found = self._episodes(f"subject_key = ? AND rule = ? AND {_IS_OPEN}", (subject_key, rule))
         return found[0] if found else None
 
     def open_episodes(self, subject_key: str) -> list[Episode]:
         if subject_key in self._keys:
             return [copy.deepcopy(episode) for episode in self._open.get(subject_key, {}).values()]
-        return self._episodes("subject_key = ? AND state IN ('pending', 'firing', 'resolving')", (subject_key,))
+        return self._episodes(f"subject_key = ? AND {_IS_OPEN}", (subject_key,))
 
     def recently_resolved(self, subject_key: str, rule: str, since: float) -> Episode | None:
         found = self._episodes(
@@ -323,7 +322,7 @@ class _SqliteTransaction:
 
     def due(self, now: float) -> list[Episode]:
         # Every open episode is a candidate; the lifecycle decides. Open episodes are few (per subject).
-        return self._episodes("state IN ('pending', 'firing', 'resolving')", ())
+        return self._episodes(_IS_OPEN, ())
 
     def add_history(self, subject_key: str, name: str, measured_at: float, value: float) -> None:
         self.db.execute(
@@ -458,7 +457,7 @@ class SqliteAlertStore:
         return None if row is None else row[0]
 
     def episodes(self, *, open_only: bool = False, limit: int = 100) -> list[Episode]:
-        where = "WHERE state IN ('pending', 'firing', 'resolving')" if open_only else ""
+        where = f"WHERE {_IS_OPEN}" if open_only else ""
         with self._lock:
             rows = self._db.execute(f"SELECT * FROM episodes {where} ORDER BY opened_at DESC LIMIT ?", (limit,))
             return [_row_to_episode(row) for row in rows.fetchall()]
