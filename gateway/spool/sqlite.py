@@ -66,6 +66,11 @@ class _Put:
         self.future = future
 
 
+def _row(rowid: int, item: SpoolItem) -> tuple[int, str, int, str, bytes, int]:
+    """The values of ``_INSERT`` for one item."""
+    return (rowid, item.channel, int(item.priority), item.key, item.body, len(item.body))
+
+
 class _Job:
     __slots__ = ("fn", "future")
 
@@ -246,7 +251,7 @@ class SqliteSpool:
             chunk = items[start : start + _ROWS_PER_INSERT]
             values: list[object] = []
             for rowid, item in enumerate(chunk, first + start):
-                values += (rowid, item.channel, int(item.priority), item.key, item.body, len(item.body))
+                values += _row(rowid, item)
             db.execute(_INSERT + ", (?, ?, ?, ?, ?, ?)" * (len(chunk) - 1), values)
         if db.total_changes - before != len(items):
             db.execute("ROLLBACK")
@@ -264,14 +269,14 @@ class SqliteSpool:
             size += gap_size - freed
             depth += gap_rows - removed
             evicted += removed
-            cursor = self._db.execute(
-                _INSERT,
-                (self._take_rowids(1), item.channel, int(item.priority), item.key, item.body, len(item.body)),
-            )
-            if cursor.rowcount:
+            if self._insert_one(item):
                 size += len(item.body)
                 depth += 1
         return size, depth, evicted
+
+    def _insert_one(self, item: SpoolItem) -> bool:
+        """One row, within the transaction under way; False if its key was there already."""
+        return self._db.execute(_INSERT, _row(self._take_rowids(1), item)).rowcount == 1
 
     def _take_rowids(self, count: int) -> int:
         """The first of ``count`` fresh rowids. They only ever grow, even past a rollback or a row that
@@ -327,10 +332,7 @@ class SqliteSpool:
         gaps = gaps_of(evicted)
         for gap in gaps:
             record = self._gap_item(gap)
-            self._db.execute(
-                _INSERT,
-                (self._take_rowids(1), record.channel, int(record.priority), record.key, record.body, len(record.body)),
-            )
+            self._insert_one(record)
             gap_size += len(record.body)
         log.warning("spool full: evicting %d item(s) (%d bytes) to make room", len(evicted), freed)
         return freed, len(evicted), len(gaps), gap_size
