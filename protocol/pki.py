@@ -33,6 +33,7 @@ CA_CERT = "ca.pem"
 # the CA's folder, a copy of every certificate issued, so that a hut's can be revoked by its id alone.
 CRL = "crl.pem"
 ISSUED = "issued"
+_INDEX = "index.txt"  # openssl ca's database: the serials revoked
 # An expired list makes OpenSSL refuse every client, so the list lasts as long as the CA by default; it is
 # written again at every revocation, which is when a broker needs a new one.
 CRL_DAYS = 3650
@@ -310,18 +311,23 @@ class CertificateAuthority:
         return issued
 
     # -- revocation ------------------------------------------------------------------------------------
-    def _ca_database(self, work: str) -> str:
-        """openssl ca's config, its database in the CA's folder (openssl runs there: relative names, so no
-        folder name can be read as config syntax)."""
-        for name, initial in (("index.txt", ""), ("crlnumber", "01\n")):
+    def _openssl_ca(self, *args: str, what: str, path: Path) -> bytes:
+        """``openssl ca`` with this CA's key and certificate, and its database (``index.txt`` of revoked
+        serials, ``crlnumber``) in the CA's folder. openssl runs there, on relative names, so that no
+        folder name can be read as config syntax."""
+        for name, initial in ((_INDEX, ""), ("crlnumber", "01\n")):
             if not (self.folder / name).exists():
                 _write_file(self.folder / name, initial.encode(), mode=0o600, replace=False)
-        path = Path(work) / "ca.cnf"
-        path.write_text(
-            "[ca]\ndefault_ca = deployment\n[deployment]\ndatabase = index.txt\ncrlnumber = crlnumber\n"
-            "default_md = sha256\nunique_subject = no\n"
-        )
-        return str(path)
+        with tempfile.TemporaryDirectory(prefix="healthhut-pki-") as work:
+            config = Path(work) / "ca.cnf"
+            config.write_text(
+                f"[ca]\ndefault_ca = deployment\n[deployment]\ndatabase = {_INDEX}\ncrlnumber = crlnumber\n"
+                "default_md = sha256\nunique_subject = no\n"
+            )
+            return _openssl_bytes(
+                "ca", "-config", str(config), "-keyfile", CA_KEY, "-cert", CA_CERT, *args,
+                what=what, path=path, cwd=self.folder,
+            )  # fmt: skip
 
     def issued_to(self, hut_id: str) -> list[Path]:
         """The certificates this CA issued for ``hut_id`` (its copies in ``issued/``)."""
@@ -332,7 +338,7 @@ class CertificateAuthority:
         return found
 
     def revoked_serials(self) -> set[str]:
-        index = self.folder / "index.txt"
+        index = self.folder / _INDEX
         if not index.exists():
             return set()
         return {line.split("\t")[3].upper() for line in index.read_text().splitlines() if line.startswith("R\t")}
@@ -348,12 +354,9 @@ class CertificateAuthority:
         )  # fmt: skip
         issued = _describe(cert)
         if issued.serial.upper() not in self.revoked_serials():
-            with tempfile.TemporaryDirectory(prefix="healthhut-pki-") as work:
-                _openssl_bytes(
-                    "ca", "-config", self._ca_database(work), "-keyfile", CA_KEY, "-cert", CA_CERT,
-                    "-revoke", str(cert.resolve()), "-crl_reason", reason,
-                    what="revoke the certificate", path=cert, cwd=self.folder,
-                )  # fmt: skip
+            self._openssl_ca(
+                "-revoke", str(cert.resolve()), "-crl_reason", reason, what="revoke the certificate", path=cert
+            )
         self.write_crl(self.folder / CRL)
         return issued
 
@@ -361,12 +364,7 @@ class CertificateAuthority:
         """The revocation list, signed, to ``out``: every certificate revoked so far (none at first)."""
         self._check()
         _check_days(days)
-        with tempfile.TemporaryDirectory(prefix="healthhut-pki-") as work:
-            pem = _openssl_bytes(
-                "ca", "-config", self._ca_database(work), "-keyfile", CA_KEY, "-cert", CA_CERT,
-                "-gencrl", "-crldays", str(days),
-                what="write the revocation list", path=out, cwd=self.folder,
-            )  # fmt: skip
+        pem = self._openssl_ca("-gencrl", "-crldays", str(days), what="write the revocation list", path=out)
         out.parent.mkdir(parents=True, exist_ok=True)
         _write_file(out, pem, mode=0o644, replace=True)
         return out
