@@ -14,9 +14,9 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Literal, Self
 
-from pydantic import AwareDatetime, Field, StringConstraints, model_validator
+from pydantic import BeforeValidator, Field, StringConstraints, model_validator
 
-from healthhut.protocol.wire import ClinicalFlag, HutId, _Model, _validate
+from healthhut.protocol.wire import ClinicalFlag, HutId, StorableTime, _Model, _validate
 
 # Collector to hut only, so larger than a hut's messages: 20,000 residents at ~150 bytes each.
 MAX_ROSTER_BYTES = 4 * 1024 * 1024
@@ -28,11 +28,23 @@ AgeBand = Annotated[str, StringConstraints(pattern=AGE_BAND_PATTERN)]
 Sex = Literal["female", "male", "unknown"]
 
 
+def _not_a_number(value: object) -> object:
+    # pydantic's lax mode reads a number as seconds since 1970: a spreadsheet's serial day number (45000)
+    # would become a birth date in January 1970, an adult's rules applied to a child or the other way round.
+    if isinstance(value, int | float):
+        raise ValueError("a birth date is written as text, YYYY-MM-DD")
+    return value
+
+
+# A date (or, from JSON, its ISO text), from 1900 on.
+BirthDate = Annotated[date, BeforeValidator(_not_a_number), Field(ge=date(1900, 1, 1))]
+
+
 class RosterEntry(_Model):
     """One resident's profile: what the alert rules need, nothing that names them."""
 
     pseudonym: Pseudonym
-    birth_date: date | None = None
+    birth_date: BirthDate | None = None
     age_band: AgeBand | None = None
     sex: Sex = "unknown"
     clinical: list[ClinicalFlag] = Field(default_factory=list, max_length=4)
@@ -48,7 +60,7 @@ class Roster(_Model):
     schema_version: Literal[1] = Field(default=1, alias="schema")
     type: Literal["roster"] = "roster"
     hut_id: HutId
-    issued_at: AwareDatetime
+    issued_at: StorableTime
     entries: list[RosterEntry] = Field(max_length=MAX_ENTRIES)
 
     @model_validator(mode="after")

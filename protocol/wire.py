@@ -221,7 +221,7 @@ class DeviceHealth(_Model):
     readings: Count
     errors: Count = 0
     last_error: Reason | None = None
-    last_contact: AwareDatetime | None = None
+    last_contact: StorableTime | None = None
 
 
 class SpoolHealth(_Model):
@@ -237,7 +237,7 @@ class UplinkHealth(_Model):
     confirmed: Count
     resent: Count
     refused: Count
-    last_confirmed: AwareDatetime | None = None
+    last_confirmed: StorableTime | None = None
     last_error: Reason | None = None
 
 

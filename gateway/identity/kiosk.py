@@ -24,7 +24,7 @@ import ipaddress
 import json
 import logging
 from collections.abc import Callable, Iterable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from aiohttp import web
@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from healthhut.gateway.identity.sessions import Profile, SessionBook
 from healthhut.protocol.pseudonym import PseudonymKey
+from healthhut.protocol.roster import BirthDate
 from healthhut.protocol.wire import ClinicalFlag
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class SessionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     resident_id: str = Field(min_length=1, max_length=64)
-    birth_date: date | None = None
+    birth_date: BirthDate | None = None
     age_band: str | None = Field(default=None, pattern=r"^(\d{1,2}m|\d{1,2}y|\d{2}-\d{2}y|80\+y)$")
     sex: Literal["female", "male", "unknown"] = "unknown"
     clinical: list[ClinicalFlag] = Field(default_factory=list, max_length=4)

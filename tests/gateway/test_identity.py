@@ -173,6 +173,9 @@ async def test_kiosk_api_starts_shows_and_ends_sessions(key_file: Path) -> None:
         (b'{"birth_date": "2020-01-01"}', "resident_id"),
         (b'{"resident_id": "11010519491231002X", "birth_date": "1 May"}', "birth_date"),
         (b'{"resident_id": "11010519491231002X", "birth_date": "2099-01-01"}', "birth_date"),
+        # A spreadsheet's serial day number, which pydantic's lax mode would read as seconds since 1970.
+        (b'{"resident_id": "11010519491231002X", "birth_date": 45000}', "birth_date"),
+        (b'{"resident_id": "11010519491231002X", "birth_date": "1899-12-31"}', "birth_date"),
         (b'{"resident_id": "11010519491231002X", "sex": "x"}', "sex"),
         (b'{"resident_id": "11010519491231002X", "clinical": ["asthma"]}', "clinical.0"),
         (b'{"resident_id": "11010519491231002X", "name": "Wang"}', "name"),

@@ -97,6 +97,36 @@ def book_with(tmp_path: Path, *entries: RosterEntry) -> SessionBook:
     return SessionBook(clock=lambda: T0, roster=held)
 
 
+@pytest.mark.parametrize("birth_date", [45000, 1.6e9, True, "1899-12-31", "1 May 2020"])
+def test_a_roster_refuses_a_birth_date_that_is_not_a_date(birth_date: object) -> None:
+    # Lax parsing would read 45000 as 1970-01-01 plus 45000 seconds: a child's profile made an adult's.
+    payload = json.dumps(
+        {
+            "schema": 1,
+            "type": "roster",
+            "hut_id": "hut-1",
+            "issued_at": "2026-11-22T09:00:00Z",
+            "entries": [{"pseudonym": P_KNOWN, "birth_date": birth_date}],
+        }
+    ).encode()
+    with pytest.raises(ProtocolError) as caught:
+        decode_roster(payload)
+    assert caught.value.location == "entries[0].birth_date", caught.value
+
+
+def test_a_roster_takes_a_birth_date_written_as_a_date() -> None:
+    payload = json.dumps(
+        {
+            "schema": 1,
+            "type": "roster",
+            "hut_id": "hut-1",
+            "issued_at": "2026-11-22T09:00:00Z",
+            "entries": [{"pseudonym": P_KNOWN, "birth_date": "2025-06-01"}],
+        }
+    ).encode()
+    assert decode_roster(payload).entries[0].birth_date == date(2025, 6, 1)
+
+
 def test_a_known_card_starts_a_session_with_the_rosters_profile(tmp_path: Path) -> None:
     book = book_with(tmp_path, INFANT)
     session = book.admit_card(P_KNOWN, "scanner:card-1")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import zlib
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,7 @@ from healthhut.protocol import (
     ProtocolError,
     Quantity,
     Reading,
+    Status,
     Strip,
     WaveBatch,
     decode,
@@ -238,6 +240,55 @@ def test_times_outside_what_influxdb_stores_are_rejected() -> None:
     with pytest.raises(ProtocolError) as caught:
         decode("obs", json.dumps(raw).encode())
     assert caught.value.location == "observations[0].measured_at"
+
+
+@pytest.mark.parametrize(
+    ("path", "location"),
+    [
+        (("health", "devices", 0, "last_contact"), "health.devices[0].last_contact"),
+        (("health", "uplink", "last_confirmed"), "health.uplink.last_confirmed"),
+    ],
+)
+def test_status_health_times_outside_what_influxdb_stores_are_rejected(
+    path: tuple[str | int, ...], location: str
+) -> None:
+    raw = {
+        "schema": 1,
+        "type": "status",
+        "hut_id": "hut-1",
+        "boot_id": "b1",
+        "seq": 3,
+        "sent_at": "2026-11-22T09:00:00Z",
+        "state": "online",
+        "health": {
+            "devices": [
+                {
+                    "name": "ox-1",
+                    "driver": "contec-cms50",
+                    "connected": True,
+                    "readings": 1,
+                    "last_contact": "2026-11-22T08:59:58Z",
+                }
+            ],
+            "spool": {"depth": 0, "bytes": 0, "evicted": 0},
+            "uplink": {
+                "connected": True,
+                "published": 1,
+                "confirmed": 1,
+                "resent": 0,
+                "refused": 0,
+                "last_confirmed": "2026-11-22T08:59:59Z",
+            },
+        },
+    }
+    assert isinstance(decode("status", json.dumps(raw).encode()), Status)
+    parent: Any = raw
+    for part in path[:-1]:
+        parent = parent[part]
+    parent[path[-1]] = "9999-01-01T00:00:00Z"
+    with pytest.raises(ProtocolError) as caught:
+        decode("status", json.dumps(raw).encode())
+    assert caught.value.location == location, caught.value
 
 
 @pytest.mark.parametrize(
