@@ -6,6 +6,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -42,3 +43,11 @@ async def eventually(condition: Callable[[], object], within: float = 15.0) -> N
         if loop.time() > deadline:
             raise AssertionError(f"condition not reached within {within} s")
         await asyncio.sleep(0.02)
+
+
+def born_months_ago(months: int, today: date | None = None) -> date:
+    """A birth date ``months`` completed months (and a few days) before today: an age band that stays
+    right whatever day the suite runs on (a fixed date in a test ages with the calendar)."""
+    today = today or date.today()
+    year, month = divmod(today.year * 12 + today.month - 1 - months, 12)
+    return date(year, month + 1, min(today.day, 28)) - timedelta(days=5)

@@ -19,9 +19,11 @@ from healthhut.devstack import LocalStack, free_port
 from healthhut.devstack.programs import Programs
 from healthhut.protocol import ObservationBatch, decode
 from healthhut.protocol.pseudonym import PseudonymKey, generate_key_file
-from tests.conftest import eventually
+from tests.conftest import born_months_ago, eventually
 
-RESIDENT = "11010520240301004X"  # the format of a resident ID number (made up); an infant born 2024-03-01
+BIRTH = born_months_ago(7)  # an infant
+# The format of a resident ID number (made up): region, birth date, sequence, check character.
+RESIDENT = f"110105{BIRTH:%Y%m%d}004X"
 FORMS = [RESIDENT, RESIDENT.lower(), RESIDENT[:-1]]  # the identifier, as typed, and its digits alone
 
 
@@ -76,7 +78,7 @@ async def test_the_raw_identifier_is_nowhere_but_its_pseudonym_is_on_the_session
             await eventually(lambda: len(tagged()) >= 2, within=30)  # anonymous readings before the session
             url = f"http://127.0.0.1:{kiosk_port}/v1/session"
             async with aiohttp.ClientSession() as http:
-                body = {"resident_id": RESIDENT, "birth_date": "2024-03-01", "sex": "female"}
+                body = {"resident_id": RESIDENT, "birth_date": BIRTH.isoformat(), "sex": "female"}
                 async with http.post(url, json=body) as response:
                     assert response.status == 201, await response.text()
                 await eventually(lambda: tagged().count(pseudonym) >= 3, within=30)
@@ -93,7 +95,7 @@ async def test_the_raw_identifier_is_nowhere_but_its_pseudonym_is_on_the_session
     sequence = tagged()
     assert sequence[0] is None and sequence[-1] is None and pseudonym in sequence
     infant = [o.subject for b in batches for o in b.observations if o.subject]
-    assert {(s.age_band, s.sex) for s in infant if s} == {("2y", "female")}
+    assert {(s.age_band, s.sex) for s in infant if s} == {("7m", "female")}
     assert "DEBUG" in logs  # the gateway did log at DEBUG
 
     stored = [path.read_bytes() for path in (tmp_path / "state").rglob("*") if path.is_file()]

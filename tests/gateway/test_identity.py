@@ -14,6 +14,7 @@ import pytest
 from healthhut.gateway.identity import Profile, SessionBook, age_band
 from healthhut.gateway.identity.kiosk import KioskApi
 from healthhut.protocol.pseudonym import PseudonymKey, PseudonymKeyError, generate_key_file
+from tests.conftest import born_months_ago
 
 RESIDENT = "11010519491231002X"  # the format of a resident ID number (a made-up one)
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
@@ -148,7 +149,8 @@ async def test_kiosk_api_starts_shows_and_ends_sessions(key_file: Path) -> None:
         async with aiohttp.ClientSession() as http:
             async with http.get(url) as response:
                 assert (response.status, await response.json()) == (200, {"active": False})
-            body = {"resident_id": RESIDENT, "birth_date": "2026-01-15", "sex": "male", "clinical": []}
+            birth = born_months_ago(10).isoformat()
+            body = {"resident_id": RESIDENT, "birth_date": birth, "sex": "male", "clinical": []}
             async with http.post(url, json=body) as response:
                 started = await response.json()
                 assert response.status == 201 and started["age_band"] == "10m"
