@@ -28,6 +28,7 @@ examples:
   hut-collector alerts --config collector.toml              # open alerts
   hut-collector alerts --config collector.toml --dead       # notifications that could not be delivered
   hut-collector pseudonym --key /etc/healthhut/pseudonym.key --lookup 3f2a...e9 --roster clinic-ids.txt
+  hut-collector pseudonym --key new-pseudonym.key --new      # a new deployment key (never overwrites)
   hut-collector roster --config collector.toml --hut hut-0001 --file hut-0001.csv --check
   hut-collector roster --config collector.toml --hut hut-0001 --file hut-0001.csv \\
       --key /etc/healthhut/pseudonym.key        # a register with resident_id instead of pseudonym
@@ -94,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     way = pseudo.add_mutually_exclusive_group(required=True)
     way.add_argument("--resident", help="print this identifier's pseudonym")
     way.add_argument("--lookup", metavar="PSEUDONYM", help="find this pseudonym's identifier in --roster")
+    way.add_argument(
+        "--new", action="store_true", help="write a new random key to --key (mode 0600); an existing file is kept"
+    )
     pseudo.add_argument("--roster", type=Path, help="file of identifiers, one per line (with --lookup)")
     roster = commands.add_parser(
         "roster",
@@ -291,8 +295,22 @@ def _export_fhir(args: argparse.Namespace) -> int:
 
 
 def _pseudonym(args: argparse.Namespace) -> int:
-    from healthhut.protocol.pseudonym import PseudonymKey, PseudonymKeyError
+    from healthhut.protocol.pseudonym import PseudonymKey, PseudonymKeyError, generate_key_file
 
+    if args.new:
+        try:
+            generate_key_file(args.key)
+        except FileExistsError:
+            print(
+                f"hut-collector: {args.key} exists; a new key never replaces one (see Rotating the key)",
+                file=sys.stderr,
+            )
+            return EXIT_FAILURE
+        except OSError as exc:
+            print(f"hut-collector: {args.key}: {exc.strerror}", file=sys.stderr)
+            return EXIT_FAILURE
+        print(f"hut-collector: wrote a new pseudonym key to {args.key} (mode 0600)", file=sys.stderr)
+        return EXIT_OK
     try:
         key = PseudonymKey.load(args.key)
     except PseudonymKeyError as exc:

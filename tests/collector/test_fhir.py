@@ -174,3 +174,17 @@ def test_pseudonym_command_maps_a_pseudonym_back_through_a_roster(
     key.chmod(0o644)
     assert cli.main(["pseudonym", "--key", str(key), "--resident", "x"]) == cli.EXIT_CONFIG
     assert "owner only" in capsys.readouterr().err
+
+
+def test_pseudonym_new_makes_a_private_key_and_never_replaces_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = tmp_path / "keys" / "new.key"
+    assert cli.main(["pseudonym", "--key", str(key), "--new"]) == 0
+    written = key.read_bytes()
+    assert key.stat().st_mode & 0o777 == 0o600 and len(written.strip()) == 64
+    assert written.decode() not in capsys.readouterr().err  # the key is never printed
+    assert cli.main(["pseudonym", "--key", str(key), "--resident", "11010519491231002X"]) == 0
+    assert len(capsys.readouterr().out.strip()) == 64
+    assert cli.main(["pseudonym", "--key", str(key), "--new"]) == cli.EXIT_FAILURE
+    assert "exists" in capsys.readouterr().err and key.read_bytes() == written
