@@ -204,6 +204,31 @@ async def test_kiosk_api_refuses_bad_fields_without_quoting_them(
     assert sessions.active is None
 
 
+async def test_a_bad_kiosk_call_leaves_the_active_session_and_its_readings_alone(key_file: Path) -> None:
+    sessions = SessionBook()
+    key = PseudonymKey.load(key_file)
+    api = KioskApi(sessions, key)
+    await api.serve("127.0.0.1", 0)
+    url = f"http://127.0.0.1:{api.port}/v1/session"
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(url, json={"resident_id": RESIDENT, "age_band": "70-79y"}) as response:
+                assert response.status == 201
+            first = sessions.active
+            assert first is not None
+            for body in (b"{not json", b'{"resident_id": "other", "birth_date": 45000}', b'{"name": "Wang"}'):
+                async with http.post(url, data=body) as response:
+                    assert response.status == 400
+            async with http.delete(f"http://127.0.0.1:{api.port}/v1/sessions") as response:
+                assert response.status in (404, 405)
+    finally:
+        await api.close()
+    # The resident at the kiosk is still the one signed in, and a reading now is theirs.
+    assert sessions.active is first
+    subject = sessions.attribute(datetime.now(UTC)).subject
+    assert subject is not None and subject.pseudonym == key.pseudonym(RESIDENT)
+
+
 async def test_the_kiosk_api_listens_on_loopback_only(key_file: Path) -> None:
     with pytest.raises(ValueError, match="loopback"):
         await KioskApi(SessionBook(), PseudonymKey.load(key_file)).serve("0.0.0.0", 0)
