@@ -4,6 +4,7 @@ the state and config directories the example configs use, and hardening."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from healthhut.gateway.app import DRAIN_TIMEOUT_S
+from healthhut.gateway.transports.evdev import OPEN_FLAGS as EVDEV_OPEN_FLAGS
 from healthhut.protocol.cli import EXIT_CONFIG
 from tests.conftest import ROOT
 from tests.ops.conftest import Installed
@@ -142,10 +144,19 @@ def test_gateway_unit(installed: Installed) -> None:
     assert program == "/opt/healthhut/venv/bin/hut-gateway"
     assert args == ["run", "--config", "/etc/healthhut/gateway.toml", "--log-format", "json"]
     assert (installed.root / program.lstrip("/")).is_file()
-    assert found["Service.SupplementaryGroups"] == ["dialout bluetooth"]
+    # dialout for the serial devices, bluetooth for BlueZ, input for the hid-scanner's /dev/input/event*.
+    assert found["Service.SupplementaryGroups"] == ["dialout bluetooth input"]
     assert found["Service.RestrictAddressFamilies"] == ["AF_UNIX AF_INET AF_INET6 AF_NETLINK AF_BLUETOOTH"]
     assert found["Service.DevicePolicy"] == ["closed"]
-    assert found["Service.DeviceAllow"] == ["char-ttyUSB rw", "char-ttyACM rw", "char-ttyAMA rw", "char-ttyS rw"]
+    assert found["Service.DeviceAllow"] == [
+        "char-ttyUSB rw",
+        "char-ttyACM rw",
+        "char-ttyAMA rw",
+        "char-ttyS rw",
+        "char-input r",  # the evdev transport opens the scanner read-only and grabs it
+    ]
+    # "r" is enough only while the transport opens it read-only: a write mode would be refused (EPERM).
+    assert EVDEV_OPEN_FLAGS & os.O_ACCMODE == os.O_RDONLY
     # gateway/clock.py asks the kernel (ntp_adjtime) whether the clock is synchronised: @clock stays allowed
     # after @privileged is taken out, and ProtectClock=, which would deny it, is not set.
     assert found["Service.SystemCallFilter"] == ["@system-service", "~@privileged @resources", "@clock"]
