@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -30,32 +32,72 @@ class JsonFormatter(logging.Formatter):
 
 
 class RepeatFilter(logging.Filter):
-    """Lets a warning or error through once per ``window`` seconds per logger, level and message template
-    (the text before its arguments are filled in), so a device failing every second for a night does not
-    fill the SD card. The first record after a quiet spell says how many were held back."""
+    """Rate-limits warnings and errors, so a device failing every second for a night does not fill the SD card.
 
-    def __init__(self, window: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+    The same message (logger, level and the text with its arguments filled in) is let through once per
+    ``window`` seconds: ``device ox-1 not available`` does not hold back ``device ox-2 not available``.
+    A template whose arguments change at every call (an attempt number, a byte count) would slip past that,
+    so each template (the text before its arguments are filled in) also lets through at most
+    ``per_template`` distinct messages per window. The next one let through says how many were held back.
+    Both memories are least-recently-used caches of at most ``max_keys`` entries, so a message with an
+    ever-changing argument cannot grow them without bound; a key pushed out forgets its count.
+    """
+
+    def __init__(
+        self,
+        window: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        per_template: int = 10,
+        max_keys: int = 1024,
+    ) -> None:
         super().__init__()
         self.window = window
         self.clock = clock
-        self._seen: dict[tuple[str, int, str], tuple[float, int]] = {}
+        self.per_template = per_template
+        self.max_keys = max_keys
+        # (logger, level, message) -> [when last let through, how many held back since]
+        self._messages: OrderedDict[tuple[str, int, str], list[float]] = OrderedDict()
+        # (logger, level, template) -> [when its window began, let through in it, held back since last let through]
+        self._templates: OrderedDict[tuple[str, int, str], list[float]] = OrderedDict()
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
             return True
-        key = (record.name, record.levelno, str(record.msg))
+        try:
+            rendered = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad argument is the handler's to report (handleError); a filter
+            # that raised would throw it at the code that logged
+            rendered = str(record.msg)
         now = self.clock()
-        last = self._seen.get(key)
-        if last is not None and now - last[0] < self.window:
-            self._seen[key] = (last[0], last[1] + 1)
+        message = _touch(self._messages, (record.name, record.levelno, rendered), [-math.inf, 0], self.max_keys)
+        if now - message[0] < self.window:
+            message[1] += 1
             return False
-        held = last[1] if last is not None else 0
-        self._seen[key] = (now, 0)
+        template = _touch(self._templates, (record.name, record.levelno, str(record.msg)), [now, 0, 0], self.max_keys)
+        if now - template[0] >= self.window:
+            template[0], template[1] = now, 0
+        if template[1] >= self.per_template:
+            template[2] += 1
+            return False
+        template[1] += 1
+        held = int(message[1] + template[2])
+        message[0], message[1], template[2] = now, 0, 0
         if held:
             record.msg = f"{record.msg} (and {held} more like it in the last {self.window:.0f} s)"
-        if len(self._seen) > 10_000:  # templates are few; this bounds a pathological caller
-            self._seen.clear()
         return True
+
+
+def _touch(cache: OrderedDict[Any, list[float]], key: Any, new: list[float], most: int) -> list[float]:
+    """The entry for ``key``, made most recently used (added as ``new`` if missing, evicting the oldest)."""
+    entry = cache.get(key)
+    if entry is None:
+        entry = cache[key] = new
+        if len(cache) > most:
+            cache.popitem(last=False)
+    else:
+        cache.move_to_end(key)
+    return entry
 
 
 def configure_logging(level: str = "info", fmt: str = "text") -> None:
