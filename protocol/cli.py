@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 EXIT_OK = 0
@@ -100,13 +101,58 @@ def _touch(cache: OrderedDict[Any, list[float]], key: Any, new: list[float], mos
     return entry
 
 
-def configure_logging(level: str = "info", fmt: str = "text") -> None:
-    """Only entry points call this; library code just uses ``logging.getLogger(__name__)``."""
+def syslog_priority(levelno: int) -> int:
+    """The syslog level (sd-daemon(3), syslog(3)) for a logging level: DEBUG 7, INFO 6, WARNING 4, ERROR 3,
+    CRITICAL 2, and a custom level as the next standard one below it."""
+    for floor, priority in ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4), (logging.INFO, 6)):
+        if levelno >= floor:
+            return priority
+    return 7
+
+
+class PriorityPrefix(logging.Formatter):
+    """Puts ``<N>``, the record's syslog level, before each line another formatter writes.
+
+    systemd.exec(5), SyslogLevelPrefix=: "If true and StandardOutput= or StandardError= are set to journal
+    or kmsg (...), log lines written by the executed process that are prefixed with a log level will be
+    processed with this log level set but the prefix removed" (the default is true). So the journal keeps
+    the JSON as it was written, and ``journalctl -p err`` finds the errors. Only a record's first line
+    carries the prefix: JSON has one, and a text traceback's further lines go in at the default level."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{syslog_priority(record.levelno)}>{self.inner.format(record)}"
+
+
+def stderr_is_journal(environ: Mapping[str, str] = os.environ, stream: Any = None) -> bool:
+    """Whether ``stream`` (standard error) is connected to the journal. systemd.exec(5), $JOURNAL_STREAM:
+    it "contains the device and inode numbers of the connection file descriptor, formatted in decimal,
+    separated by a colon", and they "should be compared with the values set in the environment variable",
+    since a child whose output was redirected may inherit the variable. So ``hut-gateway run --log-format
+    json | jq`` run from a service's shell sees no prefix."""
+    device, _, inode = environ.get("JOURNAL_STREAM", "").partition(":")
+    if not (device.isdigit() and inode.isdigit()):
+        return False
+    try:
+        found = os.fstat((sys.stderr if stream is None else stream).fileno())
+    except (OSError, ValueError, AttributeError):  # closed, or not a file (a test's StringIO)
+        return False
+    return (found.st_dev, found.st_ino) == (int(device), int(inode))
+
+
+def configure_logging(level: str = "info", fmt: str = "text", environ: Mapping[str, str] = os.environ) -> None:
+    """Only entry points call this; library code just uses ``logging.getLogger(__name__)``.
+
+    When standard error goes to the journal (as the units run the programs), each line starts with its
+    syslog level, ``<3>{"ts": ...}`` for an error, which journald takes as the entry's priority."""
     handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    formatter = (
+        JsonFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    )
+    handler.setFormatter(PriorityPrefix(formatter) if stderr_is_journal(environ, sys.stderr) else formatter)
     handler.addFilter(RepeatFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

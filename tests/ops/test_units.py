@@ -91,6 +91,15 @@ def test_exposure_stays_low(installed: Installed, unit: str, most: float) -> Non
     assert float(match[1]) <= most
 
 
+@pytest.mark.parametrize("unit", UNITS)
+def test_journald_reads_the_log_priority(unit: str) -> None:
+    # The programs start each line on stderr with <N> when it is the journal (protocol/cli.py,
+    # PriorityPrefix); SyslogLevelPrefix= (default true) is what makes journald read it.
+    found = directives(ROOT / "systemd" / unit)
+    assert found["Service.StandardError"] == ["journal"]
+    assert found.get("Service.SyslogLevelPrefix", ["true"]) == ["true"]
+
+
 def lifecycle(found: dict[str, list[str]]) -> dict[str, list[str]]:
     keys = [
         "Service.Type",

@@ -1,12 +1,23 @@
 """Repeated warnings are rate-limited per message, and per template when an argument never repeats;
-the JSON formatter writes one object a line."""
+the JSON formatter writes one object a line, each with journald's ``<N>`` priority when stderr is the journal."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
-from healthhut.protocol.cli import JsonFormatter, RepeatFilter
+import pytest
+
+from healthhut.devstack.programs import Programs
+from healthhut.devstack.servers import free_port
+from healthhut.protocol.cli import JsonFormatter, RepeatFilter, stderr_is_journal
 
 
 class Collect(logging.Handler):
@@ -119,3 +130,121 @@ def test_arguments_that_do_not_fit_the_template_do_not_raise_from_the_filter() -
     record = logging.LogRecord("test.bad", logging.ERROR, __file__, 1, "device %s %s", ("ox-1",), None)
     assert repeat.filter(record)
     assert not repeat.filter(record)
+
+
+# What systemd.exec(5) says journald does with a line on a service's stderr (SyslogLevelPrefix=, on by
+# default): "<N>" sets the entry's priority and is removed.
+PREFIXED = re.compile(r"<([0-7])>(\{.*\})")
+PRIORITY = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2}
+
+LOG_EACH_LEVEL = """
+import logging, sys
+from healthhut.protocol.cli import configure_logging
+configure_logging("debug", sys.argv[1])
+log = logging.getLogger("child")
+log.debug("debug line")
+log.info("info line")
+log.warning("warning line")
+log.error("error line: %s", "two\\nlines")
+log.critical("critical line")
+try:
+    1 / 0
+except ZeroDivisionError:
+    log.exception("failed")
+"""
+
+
+def journal_stream(fd: int) -> str:
+    """$JOURNAL_STREAM as systemd sets it for a service whose stderr is ``fd``: device:inode."""
+    found = os.fstat(fd)
+    return f"{found.st_dev}:{found.st_ino}"
+
+
+def run_child(fmt: str, journal: str | None) -> list[str]:
+    """A real child process logging once at each level, its stderr a pipe (as journald's is a socket)."""
+    read, write = os.pipe()
+    env = {key: value for key, value in os.environ.items() if key != "JOURNAL_STREAM"}
+    if journal is not None:
+        env["JOURNAL_STREAM"] = journal_stream(write) if journal == "this pipe" else journal
+    try:
+        subprocess.run([sys.executable, "-c", LOG_EACH_LEVEL, fmt], stderr=write, env=env, check=True, timeout=60)
+    finally:
+        os.close(write)
+    with os.fdopen(read) as pipe:
+        return pipe.read().splitlines()
+
+
+def test_json_lines_to_the_journal_carry_their_syslog_priority() -> None:
+    lines = run_child("json", journal="this pipe")
+    assert len(lines) == 6  # one line each, the traceback and the newline inside the JSON
+    entries = []
+    for line in lines:
+        match = PREFIXED.fullmatch(line)
+        assert match, line
+        entry = json.loads(match[2])  # what journald keeps once it has taken the prefix off
+        assert int(match[1]) == PRIORITY[entry["level"]]
+        entries.append(entry)
+    assert lines[3].startswith('<3>{"ts": ')
+    assert entries[3]["msg"] == "error line: two\nlines"
+    assert (entries[5]["level"], entries[5]["msg"]) == ("error", "failed")
+    assert "ZeroDivisionError" in entries[5]["exc"]
+
+
+def test_text_lines_to_the_journal_carry_it_too() -> None:
+    lines = run_child("text", journal="this pipe")
+    first = [line[:3] for line in lines if " child: " in line]
+    assert first == ["<7>", "<6>", "<4>", "<3>", "<2>", "<3>"]
+    # A record's further lines (the newline in the error, the traceback) go in at the unit's default level.
+    assert len(lines) > len(first)
+    assert not any(line.startswith("<") for line in lines if " child: " not in line)
+
+
+def test_no_prefix_when_stderr_is_not_the_journal() -> None:
+    # JOURNAL_STREAM inherited by a process whose stderr was redirected (to a pipe into jq, say), or unset.
+    for journal in ("1:2", None):
+        lines = run_child("json", journal)
+        assert [json.loads(line)["level"] for line in lines] == [
+            "debug",
+            "info",
+            "warning",
+            "error",
+            "critical",
+            "error",
+        ]
+
+
+def test_stderr_is_journal_compares_device_and_inode(tmp_path: Path) -> None:
+    with open(tmp_path / "err", "w") as stream:
+        assert stderr_is_journal({"JOURNAL_STREAM": journal_stream(stream.fileno())}, stream)
+        assert not stderr_is_journal({"JOURNAL_STREAM": "0:0"}, stream)
+        assert not stderr_is_journal({"JOURNAL_STREAM": "journal"}, stream)
+        assert not stderr_is_journal({}, stream)
+
+
+def test_the_gateway_under_journald_writes_priorities(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "gateway.toml"
+    good = f'hut_id = "hut-prefix"\nstate_dir = "{tmp_path / "state"}"\n[mqtt]\nport = {free_port()}\n'
+    config.write_text(good)
+    with Programs(tmp_path / "logs") as programs:
+        log = programs.log_path("gateway")
+        log.touch()
+        with open(log, "rb") as opened:  # the file the gateway's stderr will be, as the journal's socket is
+            stream = journal_stream(opened.fileno())
+        monkeypatch.setenv("JOURNAL_STREAM", stream)
+        gateway = programs.start("gateway", "hut-gateway", "run", "--config", str(config), "--log-format", "json")
+        programs.wait_for_log("gateway", "starting")
+        config.write_text(good + "[mqtt]\n")  # a duplicate table: the reload is refused, an error
+        gateway.send_signal(signal.SIGHUP)
+        programs.wait_for_log("gateway", "reload refused")
+        time.sleep(0.1)
+        assert programs.stop("gateway") == 0
+        lines = log.read_text().splitlines()
+    levels = []
+    for line in lines:
+        match = PREFIXED.fullmatch(line)
+        assert match, line
+        entry = json.loads(match[2])
+        assert int(match[1]) == PRIORITY[entry["level"]]
+        levels.append(entry["level"])
+    assert {"info", "error"} <= set(levels)
+    assert any(line.startswith("<3>") and "reload refused" in line for line in lines)
