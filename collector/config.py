@@ -8,12 +8,12 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 
 from healthhut.collector.alerting.model import Audience
-from healthhut.protocol.configfile import FrozenConfig, TlsConfig, load_toml
+from healthhut.protocol.configfile import BrokerConfig, FrozenConfig, load_toml
 
 
-class MqttConfig(FrozenConfig):
-    host: str = "127.0.0.1"
-    port: int = Field(default=1883, ge=1, le=65535)
+class MqttConfig(BrokerConfig):
+    """The broker: host, port and [mqtt.tls] (or insecure_plaintext) are BrokerConfig's."""
+
     client_id: str = Field(default="collector-1", min_length=1, max_length=64)
     share_group: str = Field(default="collectors", pattern=r"^[A-Za-z0-9_-]+$")
     username: str | None = None
@@ -25,7 +25,6 @@ class MqttConfig(FrozenConfig):
     # it) while it is disconnected. Longer than any restart; not forever, or a retired collector's
     # share group would collect every hut's messages on the broker indefinitely.
     session_expiry_s: int = Field(default=3600, ge=0, le=2**32 - 1)
-    tls: TlsConfig | None = None
 
 
 class Influx1Config(FrozenConfig):

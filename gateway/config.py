@@ -12,17 +12,24 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, StringConstraints
 
 from healthhut.drivers import DeviceConfig, DriverNotFoundError, get_driver
-from healthhut.protocol.configfile import ConfigError, FrozenConfig, TlsConfig, key_path, locate, read_toml, validate
+from healthhut.protocol.configfile import (
+    BrokerConfig,
+    ConfigError,
+    FrozenConfig,
+    key_path,
+    locate,
+    read_toml,
+    validate,
+)
 from healthhut.protocol.topics import HUT_ID_PATTERN
 
 
-class MqttConfig(FrozenConfig):
-    host: str = "127.0.0.1"
-    port: int = Field(default=1883, ge=1, le=65535)
+class MqttConfig(BrokerConfig):
+    """The broker: host, port and [mqtt.tls] (or insecure_plaintext) are BrokerConfig's."""
+
     keepalive: int = Field(default=30, ge=5, le=3600)
     username: str | None = None
     password: str | None = None
-    tls: TlsConfig | None = None
 
 
 class UplinkConfig(FrozenConfig):

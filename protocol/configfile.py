@@ -5,13 +5,15 @@ Both daemons use it, so it lives with the shared language rather than in either 
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import ssl
 import tomllib
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from healthhut.protocol.errors import field_path, path_text
 
@@ -36,6 +38,46 @@ class TlsConfig(FrozenConfig):
         if self.cert_file is not None:
             context.load_cert_chain(str(self.cert_file), str(self.key_file) if self.key_file else None)
         return context
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine itself (``localhost``, 127.0.0.0/8, ::1); a name is never resolved."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class BrokerConfig(FrozenConfig):
+    """Where a program's MQTT broker is, and how it is reached: mutual TLS, or plaintext only on loopback.
+
+    Plaintext to another machine would carry residents' readings unencrypted and lets anyone on the way
+    pose as a hut; it is refused unless ``insecure_plaintext = true`` says it is wanted (a lab bench).
+    ``tls`` and ``insecure_plaintext`` come before ``host`` so that host's check sees them.
+    """
+
+    tls: TlsConfig | None = None
+    insecure_plaintext: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+
+    @field_validator("host")
+    @classmethod
+    def _encrypted_unless_local(cls, host: str, info: ValidationInfo) -> str:
+        # When [mqtt.tls] itself is wrong, that is the error to show; it is missing from data then.
+        if "tls" not in info.data or "insecure_plaintext" not in info.data:
+            return host
+        if info.data["tls"] is not None or info.data["insecure_plaintext"] or is_loopback(host):
+            return host
+        raise PydanticCustomError(
+            "plaintext_broker",
+            "the broker {host} is not on this machine and there is no [mqtt.tls]: plaintext MQTT would carry "
+            "readings unencrypted; configure [mqtt.tls] (ca_file, cert_file, key_file), or set "
+            "insecure_plaintext = true in [mqtt] to allow it",
+            {"host": repr(host[:100])},
+        )
 
 
 class ConfigError(Exception):

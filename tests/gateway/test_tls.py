@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel, ValidationError
 
 from healthhut.collector.config import CollectorConfig
 from healthhut.collector.deadletters import DeadLetterStore
@@ -143,7 +144,8 @@ async def test_an_unresolvable_broker_name_is_retried_not_fatal(tmp_path: Path) 
         {
             "hut_id": "hut-dns",
             "state_dir": str(tmp_path / "state"),
-            "mqtt": {"host": "broker.invalid"},  # RFC 6761: never resolves
+            # RFC 6761: never resolves. Plaintext, said explicitly: the name is not this machine.
+            "mqtt": {"host": "broker.invalid", "insecure_plaintext": True},
             "uplink": {"reconnect_min_s": 0.05, "reconnect_max_s": 0.1},
         }
     )
@@ -175,3 +177,32 @@ def test_the_shipped_broker_config_starts_mosquitto(certs: Path, tmp_path: Path)
     finally:
         broker.terminate()
         broker.wait(10)
+
+
+@pytest.mark.parametrize("model", [GatewayConfig, CollectorConfig])
+def test_plaintext_only_to_this_machine_unless_said_explicitly(model: type[BaseModel], tmp_path: Path) -> None:
+    def config(**mqtt: object) -> BaseModel:
+        base: dict[str, object] = {
+            "hut_id": "hut-a",
+            "state_dir": str(tmp_path),
+            "storage": {"type": "influxdb1"},
+            "dead_letters": {"path": str(tmp_path / "d.sqlite")},
+        }
+        fields = model.model_fields
+        return model.model_validate({k: v for k, v in base.items() if k in fields} | {"mqtt": mqtt})
+
+    for host in ("127.0.0.1", "127.0.2.9", "::1", "localhost", "LOCALHOST."):
+        config(host=host)
+    tls = {"ca_file": str(tmp_path / "ca.pem")}
+    for host in ("broker.example.org", "10.0.0.7", "localhost.example.org", "0.0.0.0"):
+        with pytest.raises(ValidationError) as refused:
+            config(host=host)
+        (error,) = refused.value.errors(include_url=False)
+        assert (error["type"], error["loc"]) == ("plaintext_broker", ("mqtt", "host"))
+        assert error["msg"].startswith(f"the broker {host!r} is not on this machine and there is no [mqtt.tls]")
+        config(host=host, tls=tls)
+        config(host=host, insecure_plaintext=True)
+    # A wrong [mqtt.tls] is the error shown, not the plaintext one it would otherwise look like.
+    with pytest.raises(ValidationError) as wrong:
+        config(host="broker.example.org", tls={"ca_fil": "x"})
+    assert {e["type"] for e in wrong.value.errors()} == {"missing", "extra_forbidden"}

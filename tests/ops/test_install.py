@@ -5,6 +5,10 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from healthhut.collector.config import load_config as load_collector_config
+from healthhut.gateway.config import load_config as load_gateway_config
+from healthhut.gateway.provision import DEFAULT_FOLDER
+from healthhut.protocol.configfile import TlsConfig, is_loopback
 from tests.conftest import ROOT
 from tests.ops.conftest import BASE_SYSTEM, INSTALL, Installed, borrow_dependencies, run_install
 
@@ -31,6 +35,7 @@ def test_both_roles_lay_out_configs_venv_units_and_modules(installed: Installed)
         "etc/healthhut",
         "etc/healthhut/gateway.toml",
         "etc/healthhut/collector.toml",
+        "etc/healthhut/tls",
         "etc/modules-load.d",
         "etc/modules-load.d/healthhut.conf",
         "etc/systemd",
@@ -51,6 +56,7 @@ def test_both_roles_lay_out_configs_venv_units_and_modules(installed: Installed)
         unit = etc / f"systemd/system/hut-{name}.service"
         assert unit.read_bytes() == (ROOT / "systemd" / f"hut-{name}.service").read_bytes()
     assert (etc / "healthhut").stat().st_mode & 0o777 == 0o750
+    assert (etc / "healthhut/tls").stat().st_mode & 0o777 == 0o750
     modules = (etc / "modules-load.d/healthhut.conf").read_text().splitlines()
     assert [line for line in modules if not line.startswith("#")] == ["usbserial", "cdc_acm"]
 
@@ -81,12 +87,69 @@ def test_installed_programs_accept_the_installed_configs(installed: Installed) -
         assert result.stdout.startswith(f"{config}: OK")
 
 
+def test_installed_configs_use_mutual_tls_with_the_provisioned_files(installed: Installed) -> None:
+    # Secure by default: what the install puts in place talks TLS, with a client certificate, to the broker,
+    # using the files "hut-gateway provision" and "hut-collector ca client" make (README: Provisioning a hut).
+    folder = "/etc/healthhut/tls"
+    gateway = load_gateway_config(installed.root / "etc/healthhut/gateway.toml")
+    collector = load_collector_config(installed.root / "etc/healthhut/collector.toml")
+    assert (gateway.mqtt.tls, gateway.mqtt.port, gateway.mqtt.insecure_plaintext) == (
+        TlsConfig(ca_file=f"{folder}/ca.pem", cert_file=f"{folder}/hut.pem", key_file=f"{folder}/hut.key"),
+        8883,
+        False,
+    )
+    assert (collector.mqtt.tls, collector.mqtt.port, collector.mqtt.insecure_plaintext) == (
+        TlsConfig(
+            ca_file=f"{folder}/ca.pem", cert_file=f"{folder}/collector.pem", key_file=f"{folder}/collector.key"
+        ),
+        8883,
+        False,
+    )
+    # The folder "hut-gateway provision --hut-id" writes to, as the README says.
+    assert Path(folder) == DEFAULT_FOLDER
+    assert not is_loopback(gateway.mqtt.host) and not is_loopback(collector.mqtt.host)
+
+
+def test_installed_configs_without_tls_are_refused_with_file_line_and_key(
+    installed: Installed, tmp_path: Path
+) -> None:
+    borrow_dependencies(installed)
+    for name in ("gateway", "collector"):
+        text = (installed.root / f"etc/healthhut/{name}.toml").read_text()
+        start = text.index("\n[mqtt.tls]\n")
+        end = text.index("\n\n", start + 1)
+        plaintext = tmp_path / f"{name}.toml"
+        plaintext.write_text(text[:start] + text[end:])
+        host_line = next(n for n, line in enumerate(text.split("\n"), 1) if line.startswith("host = "))
+        result = subprocess.run(
+            [installed.venv_bin(f"hut-{name}"), "check-config", str(plaintext)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert (result.returncode, result.stdout) == (2, "")
+        assert result.stderr.startswith(
+            f"hut-{name}: config error: {plaintext}:{host_line}: [mqtt.host] the broker 'broker.example.org' is "
+            "not on this machine and there is no [mqtt.tls]: plaintext MQTT would carry readings unencrypted;"
+        ), result.stderr
+        # Said explicitly, it is allowed (a lab bench); the doctor still fails it.
+        plaintext.write_text(plaintext.read_text().replace("[mqtt]\n", "[mqtt]\ninsecure_plaintext = true\n", 1))
+        allowed = subprocess.run(
+            [installed.venv_bin(f"hut-{name}"), "check-config", str(plaintext)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert (allowed.returncode, allowed.stderr) == (0, ""), allowed.stdout
+
+
 def test_rerun_keeps_configs_locks_keys_and_collector_alone_skips_gateway_parts(wheel: Path, tmp_path: Path) -> None:
     first = run_install(wheel, "--role", "collector", "--prefix", str(tmp_path))
     assert (first.returncode, first.stderr) == (0, ""), first.stdout
     assert {p for p in tree(tmp_path) if p.startswith("etc/")} == {
         "etc/healthhut",
         "etc/healthhut/collector.toml",
+        "etc/healthhut/tls",
         "etc/systemd",
         "etc/systemd/system",
         "etc/systemd/system/hut-collector.service",
@@ -105,6 +168,13 @@ def test_rerun_keeps_configs_locks_keys_and_collector_alone_skips_gateway_parts(
     assert "install: keeping /etc/healthhut/collector.toml" in second.stdout.splitlines()
     assert key.stat().st_mode & 0o777 == 0o600
     assert "chown healthhut:healthhut /etc/healthhut/collector.key" in would_run(second.stdout)
+    tls_key = tmp_path / "etc/healthhut/tls/collector.key"
+    tls_key.write_text("secret\n")
+    tls_key.chmod(0o644)
+    third = run_install(wheel, "--role", "collector", "--prefix", str(tmp_path))
+    assert (third.returncode, third.stderr) == (0, ""), third.stdout
+    assert tls_key.stat().st_mode & 0o777 == 0o600
+    assert "chown healthhut:healthhut /etc/healthhut/tls/collector.key" in would_run(third.stdout)
 
 
 def test_help_and_a_wrong_role() -> None:
