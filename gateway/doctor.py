@@ -8,9 +8,12 @@ report never shows a health value, a resident identifier or a key.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
+import socket
 import sqlite3
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,6 +26,7 @@ from healthhut.gateway.clock import kernel_clock_synchronised
 from healthhut.gateway.config import GatewayConfig
 from healthhut.gateway.spool.sqlite import check_database
 from healthhut.gateway.transports import evdev
+from healthhut.protocol.configfile import TlsConfig, is_loopback
 from healthhut.protocol.pseudonym import PseudonymKey, PseudonymKeyError
 
 Verdict = Literal["PASS", "WARN", "FAIL"]
@@ -159,11 +163,88 @@ async def _bluetooth(config: GatewayConfig) -> Finding | None:
     return Finding("PASS", "bluetooth", "a Bluetooth adapter is available through BlueZ")
 
 
+def _broker_security(config: GatewayConfig) -> Finding:
+    mqtt = config.mqtt
+    if mqtt.tls is None:
+        if is_loopback(mqtt.host):
+            return Finding("PASS", "broker security", f"plaintext to {mqtt.host}, which is this machine")
+        return Finding(
+            "FAIL",
+            "broker security",
+            f"plaintext to {mqtt.host}, another machine (insecure_plaintext = true): readings travel "
+            "unencrypted and unauthenticated; configure [mqtt.tls] and provision this hut",
+        )
+    if mqtt.tls.cert_file is None:
+        return Finding(
+            "WARN",
+            "broker security",
+            "TLS without a client certificate: the shipped broker admits huts by certificate only; "
+            "set cert_file and key_file in [mqtt.tls]",
+        )
+    return Finding("PASS", "broker security", "mutual TLS (a client certificate and the deployment CA)")
+
+
+def _missing_tls_file(tls: TlsConfig) -> str | None:
+    named = [
+        ("ca_file", tls.ca_file, "the deployment CA's certificate"),
+        ("cert_file", tls.cert_file, "this hut's certificate"),
+        ("key_file", tls.key_file, "this hut's private key"),
+    ]
+    for key, path, what in named:
+        if path is not None and not path.is_file():
+            return (
+                f"[mqtt.tls] {key} {path} does not exist: put {what} there "
+                "(hut-gateway provision, then the certificate the CA signed)"
+            )
+    return None
+
+
+# In TLS 1.3 the broker judges the client's certificate after the client has finished its side of the
+# handshake, and says so with an alert: this long is waited for one (a broker that accepts sends nothing).
+VERDICT_WAIT_S = 2.0
+
+
+def _handshake(host: str, port: int, context: ssl.SSLContext, tls: TlsConfig) -> str | None:
+    """What is wrong with the TLS handshake with the broker, in a technician's words; None if it is sound.
+    Done here, not by paho, to tell which side refused which certificate (and paho leaves the socket of a
+    failed handshake open)."""
+    try:
+        with (
+            socket.create_connection((host, port), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname=host) as connection,
+        ):
+            connection.settimeout(VERDICT_WAIT_S)
+            with contextlib.suppress(TimeoutError):
+                connection.recv(1)
+    except ssl.SSLCertVerificationError as exc:
+        return (
+            f"the broker's certificate does not verify against ca_file {tls.ca_file} ({exc.verify_message}): "
+            "is it the deployment CA's certificate, and is the host name the one the broker's certificate names?"
+        )
+    except ssl.SSLError as exc:
+        return (
+            f"the broker refused this hut's certificate {tls.cert_file} ({exc.reason}): was it signed by the "
+            "deployment CA, is it still valid, and not revoked?"
+        )
+    except OSError as exc:
+        return f"{exc.strerror or exc}; check the address and the network"
+    return None
+
+
 async def _broker(config: GatewayConfig) -> Finding:
     mqtt = config.mqtt
     where = f"{mqtt.host}:{mqtt.port}" + (" over TLS" if mqtt.tls else "")
+    tls: ssl.SSLContext | None = None
+    if mqtt.tls is not None:
+        if (missing := _missing_tls_file(mqtt.tls)) is not None:
+            return Finding("FAIL", "broker", f"cannot connect to {where}: {missing}")
+        try:
+            tls = mqtt.tls.ssl_context()
+        except ssl.SSLError as exc:  # a file that is not a key or certificate, or a key that is not the cert's
+            return Finding("FAIL", "broker", f"cannot use the files of [mqtt.tls]: {exc}; provision this hut again")
+        if (problem := await asyncio.to_thread(_handshake, mqtt.host, mqtt.port, tls, mqtt.tls)) is not None:
+            return Finding("FAIL", "broker", f"cannot connect to {where}: {problem}")
     try:
-        tls = mqtt.tls.ssl_context() if mqtt.tls else None
         async with aiomqtt.Client(
             mqtt.host,
             mqtt.port,
@@ -183,7 +264,7 @@ async def _broker(config: GatewayConfig) -> Finding:
 
 
 async def examine(config: GatewayConfig) -> list[Finding]:
-    findings = [_state_dir(config), _disk(config), _spool(config), _clock()]
+    findings = [_state_dir(config), _disk(config), _spool(config), _clock(), _broker_security(config)]
     optional: list[Finding | None] = [_identity(config)]
     findings += [f for f in optional if f is not None]
     findings += _serial(config)
