@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -14,8 +15,11 @@ import aiomqtt
 
 from healthhut.devstack import LocalStack
 from healthhut.devstack.programs import Programs
-from healthhut.gateway.status import render
-from healthhut.protocol import Status, decode
+from healthhut.gateway.outbox import Outbox, gap_item
+from healthhut.gateway.spool import open_spool
+from healthhut.gateway.status import health, render, snapshot
+from healthhut.gateway.uplink import UplinkStats
+from healthhut.protocol import Device, Kind, Quantity, Reading, Status, decode, observation_from_reading
 from tests.conftest import eventually
 
 
@@ -107,3 +111,124 @@ def test_a_stale_or_missing_status_says_the_gateway_is_not_running(tmp_path: Pat
     config.write_text(f'hut_id = "hut-1"\nstate_dir = "{tmp_path / "state"}"\n')
     result = hut_gateway("status", "--config", str(config))
     assert result.returncode == 1 and "has not run with this state folder" in result.stderr
+
+
+# -- the spool's part, from a real SQLite spool holding items of known times ---------------------------------
+
+OX = Device(driver="contec-cms50", device_id="ox-1")
+
+
+async def fill_spool(path: Path, hut: str, received: list[datetime]) -> list[str]:
+    """A real spool holding one observation received at each of these times, and then an event; the
+    observations' ids."""
+    spool, problem = open_spool(path, 10**7, gap_item)
+    assert problem is None
+    outbox = Outbox(spool)
+    ids = []
+    for n, at in enumerate(received):
+        reading = Reading(kind=Kind.SPO2, values={"spo2": Quantity(95.0, "%")})
+        obs = observation_from_reading(reading, hut_id=hut, device=OX, received_at=at, device_seq=n)
+        assert await outbox.observation(obs)
+        ids.append(obs.id)
+    assert await outbox.event("connected", OX)
+    await spool.close()
+    return ids
+
+
+def spool_rows(path: Path) -> tuple[int, int, str]:
+    """What the spool file holds: items, their bytes, and the key of the first one."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        depth, size = db.execute("SELECT COUNT(*), SUM(size) FROM items").fetchone()
+        (first,) = db.execute("SELECT key FROM items ORDER BY rowid LIMIT 1").fetchone()
+    finally:
+        db.close()
+    return depth, size, first
+
+
+async def test_snapshot_of_a_real_spool_gives_depth_bytes_and_the_oldest_unsent_age(tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    # Put in this order: the one put first (rowid order) is the oldest waiting, whatever the times.
+    received = [now - timedelta(seconds=3725.5), now - timedelta(seconds=60), now - timedelta(seconds=7200)]
+    path = tmp_path / "spool.sqlite"
+    await fill_spool(path, "hut-1", received)
+    depth, size, _ = spool_rows(path)
+    spool, _ = open_spool(path, 10**7, gap_item)
+    try:
+        status = await snapshot("hut-1", "boot-1", [], spool, UplinkStats())
+    finally:
+        await spool.close()
+    taken = datetime.fromisoformat(status["at"])
+    assert (depth, size > 0) == (4, True)
+    assert status["spool"] == {
+        "depth": 4,
+        "bytes": size,
+        "evicted": 0,
+        "oldest_unsent_s": round((taken - received[0]).total_seconds(), 1),
+    }
+    assert 3725.5 <= status["spool"]["oldest_unsent_s"] < 3735
+    assert health(status).spool.model_dump() == status["spool"]
+    text, _ = render(status, taken)
+    assert f"  spool: 4 item(s), {size / 2**20:.1f} MiB, oldest unsent 3726 s old; 0 evicted" in text.splitlines()
+
+    empty, _ = open_spool(tmp_path / "empty.sqlite", 10**7, gap_item)
+    try:
+        nothing = await snapshot("hut-1", "boot-1", [], empty, UplinkStats())
+    finally:
+        await empty.close()
+    assert nothing["spool"] == {"depth": 0, "bytes": 0, "evicted": 0, "oldest_unsent_s": None}
+    assert "  spool: 0 item(s), 0.0 MiB; 0 evicted" in render(nothing, taken)[0].splitlines()
+
+
+async def test_a_running_gateway_reports_its_backlog_in_status_and_on_the_wire(
+    stack: LocalStack, tmp_path: Path, unique: str
+) -> None:
+    # Readings spooled an hour ago, and no collector to confirm them: they stay, and the gateway says so.
+    hut = f"hut-{unique}"
+    oldest = datetime.now(UTC) - timedelta(hours=1)
+    state = tmp_path / "state"
+    ids = await fill_spool(state / "spool.sqlite", hut, [oldest, oldest + timedelta(minutes=30)])
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        f'hut_id = "{hut}"\nstate_dir = "{state}"\n[mqtt]\nport = {stack.mosquitto.port}\n'
+        "[uplink]\nstatus_interval_s = 1\n"
+    )
+    status_file = state / "status.json"
+    with Programs(tmp_path / "logs") as programs:
+        programs.start("gateway", "hut-gateway", "run", "--config", str(config))
+        await eventually(status_file.exists, within=30)
+        retained = await asyncio.wait_for(retained_backlog(stack.mosquitto.port, hut), 20)
+        result = await asyncio.to_thread(hut_gateway, "status", "--json", "--config", str(config))
+        shown = await asyncio.to_thread(hut_gateway, "status", "--config", str(config))
+        depth, size, first = spool_rows(state / "spool.sqlite")
+        programs.check_running("gateway")
+    assert result.returncode == 0, result.stderr
+    status = json.loads(result.stdout)
+    # The two readings, the "connected" event, and what the gateway itself spooled at start ("started").
+    assert (depth, first) == (4, ids[0])
+    taken = datetime.fromisoformat(status["at"])
+    assert status["spool"] == {
+        "depth": depth,
+        "bytes": size,
+        "evicted": 0,
+        "oldest_unsent_s": round((taken - oldest).total_seconds(), 1),
+    }
+    assert f"oldest unsent {(taken - oldest).total_seconds():.0f} s old" in shown.stdout
+    assert retained.health is not None
+    wire = retained.health.spool
+    assert (wire.depth, wire.bytes, wire.evicted) == (depth, size, 0)
+    # Computed when that message was made: an hour, plus the seconds the gateway has run.
+    assert wire.oldest_unsent_s is not None
+    assert abs(wire.oldest_unsent_s - (retained.sent_at - oldest).total_seconds()) <= 1.5
+
+
+async def retained_backlog(port: int, hut: str) -> Status:
+    """The hut's retained status once it reports its spool."""
+    async with aiomqtt.Client("127.0.0.1", port) as client:
+        await client.subscribe(f"hh/v1/huts/{hut}/status", qos=1)
+        async for message in client.messages:
+            status = decode("status", bytes(message.payload))  # type: ignore[arg-type]
+            assert isinstance(status, Status)
+            if status.health is not None and status.health.spool.depth:
+                return status
+    raise AssertionError("the subscription ended")
