@@ -1,15 +1,21 @@
-"""sd_notify through a real datagram socket: the client, the gateway's watchdog decisions, and both
-programs run as processes under a NOTIFY_SOCKET, as systemd would start them."""
+"""sd_notify through a real datagram socket: the client, the gateway's watchdog decisions, the silence of a
+blocked event loop, and both programs run as processes under a NOTIFY_SOCKET, as systemd would start them
+(the gateway also with a broker that stops answering)."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import math
 import os
 import re
 import shutil
+import signal
 import socket
 import tempfile
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +25,7 @@ import pytest
 
 from healthhut.devstack import LocalStack
 from healthhut.devstack.programs import Programs
+from healthhut.devstack.servers import Mosquitto
 from healthhut.gateway.notify import GatewayLiveness
 from healthhut.gateway.outbox import gap_item
 from healthhut.gateway.spool import MemorySpool, Priority, SpoolItem
@@ -224,6 +231,128 @@ async def test_ready_waits_for_the_event(listener: Listener) -> None:
     finally:
         task.cancel()
         notifier.close()
+
+
+class Timed:
+    """Receives on ``listener`` in a thread of its own, noting when each datagram arrived, so that it
+    keeps time while the event loop under test is blocked."""
+
+    def __init__(self, listener: Listener) -> None:
+        self.arrivals: list[tuple[float, str]] = []
+        self._socket = listener.socket
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="notify-listener", daemon=True)
+
+    def _run(self) -> None:
+        self._socket.setblocking(True)
+        self._socket.settimeout(0.05)
+        while not self._stop.is_set():
+            try:
+                data = self._socket.recv(4096)
+            except TimeoutError:
+                continue
+            self.arrivals.append((time.monotonic(), data.decode()))
+
+    def __enter__(self) -> Timed:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def pings(self, after: float = -math.inf, before: float = math.inf) -> list[float]:
+        return [at for at, text in self.arrivals if text.startswith("WATCHDOG=1") and after < at < before]
+
+
+async def test_a_blocked_event_loop_sends_no_pings(listener: Listener) -> None:
+    """The pings come from the event loop itself: a callback that blocks it (a synchronous call that
+    hangs) silences them for longer than WatchdogSec, which is what makes systemd restart the service,
+    and they resume once the loop runs again."""
+    watchdog_s = 0.2  # WatchdogSec=200ms: a ping every 0.1 s
+    notifier = Notifier(listener.address)
+    blocked: list[float] = []
+
+    def hang() -> None:  # what a blocking call in a callback or a coroutine does to the loop
+        blocked.append(time.monotonic())
+        time.sleep(5 * watchdog_s)
+        blocked.append(time.monotonic())
+
+    with Timed(listener) as timed:
+        task = asyncio.create_task(
+            keep_notifying(
+                notifier,
+                problem=lambda: None,
+                status=lambda: "live",
+                environ={"WATCHDOG_USEC": str(int(watchdog_s * 1_000_000))},
+            )
+        )
+        try:
+            await asyncio.sleep(3 * watchdog_s)
+            asyncio.get_running_loop().call_soon(hang)
+            await asyncio.sleep(0)  # hang() runs here, and returns the loop 1 s later
+            await asyncio.sleep(3 * watchdog_s)
+        finally:
+            task.cancel()
+            notifier.close()
+    start, end = blocked
+    # Pinged before; nothing while blocked (a datagram sent just before has 50 ms to be received) ...
+    assert len(timed.pings(before=start)) >= 2
+    assert timed.pings(after=start + 0.05, before=end) == []
+    # ... so systemd sees a silence longer than WatchdogSec ...
+    pings = timed.pings()
+    assert max(b - a for a, b in itertools.pairwise(pings)) >= 4 * watchdog_s
+    # ... and pings at once, and on, when the loop runs again.
+    resumed = timed.pings(after=end)
+    assert len(resumed) >= 2
+    assert resumed[0] - end < watchdog_s
+
+
+async def test_a_gateway_whose_uplink_stalls_stops_pinging(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The liveness rule end to end: a real hut-gateway connected to a real broker that stops answering
+    (SIGSTOP: the connection stays up, PUBACKs stop) with readings spooled misses its pings, and says why in
+    STATUS=; once the broker answers again (SIGCONT), the pings resume."""
+    directory = tempfile.mkdtemp(prefix="hh-notify-")
+    listener = Listener(os.path.join(directory, "gateway"))
+    config = tmp_path / "gateway.toml"
+    try:
+        with Mosquitto(tmp_path / "broker") as broker, Programs(tmp_path / "logs") as programs:
+            # No collector: the started event stays spooled and is resent every 0.5 s, which is progress.
+            # stall_after is 2 * max(store_ack_timeout_s, reconnect_max_s) = 1 s; keepalive outlasts the test,
+            # and the client's 5 s PUBACK timeout (gateway/uplink.py) is after the SIGCONT below.
+            config.write_text(
+                f'hut_id = "hut-stall"\nstate_dir = "{tmp_path / "state"}"\n'
+                f"[mqtt]\nport = {broker.port}\nkeepalive = 120\n"
+                "[uplink]\nstore_ack_timeout_s = 0.5\nreconnect_max_s = 0.5\n"
+            )
+            monkeypatch.setenv("NOTIFY_SOCKET", listener.address)
+            monkeypatch.setenv("WATCHDOG_USEC", "400000")
+            programs.start("gateway", "hut-gateway", "run", "--config", str(config))
+            assert broker.pid is not None
+            await listener.receive_until(r"READY=1\n.*")
+            live = r"WATCHDOG=1\nSTATUS=0 device\(s\), 0 connected, spool [1-9]\d* item\(s\), broker connected"
+            await listener.receive_until(live)
+            # Still pinging across resends: nothing confirmed, but the uplink is working on the spool.
+            await asyncio.sleep(1.5)
+            assert re.fullmatch(live, listener.drain()[-1])
+
+            os.kill(broker.pid, signal.SIGSTOP)
+            try:
+                seen = await listener.receive_until(
+                    r"STATUS=uplink stalled: nothing sent or confirmed for \d+ s .*", 10
+                )
+                await asyncio.sleep(0.6)
+                stalled = listener.drain()
+                assert stalled and all(d.startswith("STATUS=uplink stalled") for d in stalled), seen + stalled
+            finally:
+                os.kill(broker.pid, signal.SIGCONT)
+            seen = await listener.receive_until(live, 10)
+            assert not any(d.startswith("WATCHDOG=1") for d in seen[:-1]), seen
+            assert programs.stop("gateway") == 0
+            assert "uplink stalled" in programs.log("gateway", tail=100_000)
+    finally:
+        listener.socket.close()
+        shutil.rmtree(directory)
 
 
 def write_configs(tmp: Path, stack: LocalStack, unique: str) -> tuple[Path, Path]:
