@@ -6,10 +6,11 @@ wrong key in a device entry is reported with the file, the line and the key.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, field_validator
 
 from healthhut.drivers import DeviceConfig, DriverNotFoundError, get_driver
 from healthhut.protocol.configfile import (
@@ -76,6 +77,18 @@ class IdentityConfig(FrozenConfig):
     # A reading without a device time arriving this soon after one resident's session ended and
     # another's began is nobody's: it is kept anonymous and flagged subject_conflict.
     ambiguity_s: float = Field(default=10, ge=0)
+
+    @field_validator("kiosk_host")
+    @classmethod
+    def _loopback(cls, host: str) -> str:
+        # An address, not a name: what "localhost" resolves to is up to /etc/hosts.
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"write a loopback address (127.0.0.1 or ::1), not {host[:64]!r}") from None
+        if not address.is_loopback:
+            raise ValueError(f"the kiosk API listens on loopback only (127.0.0.1 or ::1), not {host}")
+        return host
 
 
 class GatewayConfig(FrozenConfig):

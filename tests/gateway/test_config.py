@@ -65,6 +65,19 @@ def test_device_entries_are_validated_by_their_driver(tmp_path: Path) -> None:
         (('name = "ox-2"', 'name = "ox-1"'), 14, "devices[1].name", "used twice"),
         (('name = "ox-1"\n', ""), 7, "devices[0].name", "required key is missing"),
         (("[mqtt]", "[mqtt"), 4, None, "not valid TOML"),
+        # The kiosk API is for the kiosk on this Pi only: never on the network, and never by a name.
+        (
+            ("[mqtt]", '[identity]\nkey_file = "/k"\nkiosk_host = "0.0.0.0"\n[mqtt]'),
+            6,
+            "identity.kiosk_host",
+            "loopback only",
+        ),
+        (
+            ("[mqtt]", '[identity]\nkey_file = "/k"\nkiosk_host = "localhost"\n[mqtt]'),
+            6,
+            "identity.kiosk_host",
+            "loopback address",
+        ),
     ],
 )
 def test_errors_name_file_line_and_key(
