@@ -13,7 +13,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from healthhut.collector import ca
-from healthhut.protocol.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, add_logging_arguments, configure_logging
+from healthhut.protocol.cli import (
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    EXIT_OK,
+    add_logging_arguments,
+    configure_logging,
+    print_config_error,
+)
 from healthhut.protocol.configfile import ConfigError
 
 EXIT_EXPORT = 3  # the database could not be read
@@ -393,13 +400,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "roster":
             return _roster(args)
     except ConfigError as exc:
-        print(f"hut-collector: config error: {exc}", file=sys.stderr)
+        print_config_error("hut-collector", exc)
         return EXIT_CONFIG
     configure_logging(args.log_level, args.log_format)
     try:
         asyncio.run(_run(config_path))
     except ConfigError as exc:
-        print(f"hut-collector: config error: {exc}", file=sys.stderr)
+        print_config_error("hut-collector", exc)
         return EXIT_CONFIG
     return EXIT_OK
 

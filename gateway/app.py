@@ -189,6 +189,9 @@ class Gateway:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        # A SIGHUP before the devices run is kept for then: its default action would end the process.
+        early_reload = asyncio.Event()
+        loop.add_signal_handler(signal.SIGHUP, early_reload.set)
         log.info(
             "hut %s starting (boot %s) with %d device(s)", self.config.hut_id, self.state.boot_id, len(self.sessions)
         )
@@ -206,6 +209,8 @@ class Gateway:
             for session in self.sessions:
                 self._start_device(session)
             loop.add_signal_handler(signal.SIGHUP, lambda: group.create_task(self.reload(), name="reload"))
+            if early_reload.is_set():
+                group.create_task(self.reload(), name="reload")
             liveness = GatewayLiveness(
                 tasks=self._tasks,
                 uplink=self.uplink.stats,

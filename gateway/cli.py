@@ -8,7 +8,14 @@ import sys
 from pathlib import Path
 
 from healthhut.gateway import provision
-from healthhut.protocol.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, add_logging_arguments, configure_logging
+from healthhut.protocol.cli import (
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    EXIT_OK,
+    add_logging_arguments,
+    configure_logging,
+    print_config_error,
+)
 from healthhut.protocol.configfile import ConfigError
 
 EXAMPLES = """\
@@ -96,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         ):  # the doctor reports it with the rest
             PseudonymKey.load(config.identity.key_file)
     except (ConfigError, PseudonymKeyError) as exc:
-        print(f"hut-gateway: config error: {exc}", file=sys.stderr)
+        print_config_error("hut-gateway", exc)
         return EXIT_CONFIG
     if args.command == "check-config":
         print(f"{args.config}: OK (hut {config.hut_id}, {len(config.device_configs)} device(s))")

@@ -143,6 +143,14 @@ def stderr_is_journal(environ: Mapping[str, str] = os.environ, stream: Any = Non
     return (found.st_dev, found.st_ino) == (int(device), int(inode))
 
 
+def print_config_error(program: str, error: object) -> None:
+    """Say on standard error that the config is wrong, before logging is set up: the programs then exit 2,
+    which their units do not restart, so under systemd this line is all the journal has. It carries the
+    error priority there (``<3>``), as log lines do, so ``journalctl -p err`` shows it."""
+    prefix = f"<{syslog_priority(logging.ERROR)}>" if stderr_is_journal() else ""
+    print(f"{prefix}{program}: config error: {error}", file=sys.stderr)
+
+
 def configure_logging(level: str = "info", fmt: str = "text", environ: Mapping[str, str] = os.environ) -> None:
     """Only entry points call this; library code just uses ``logging.getLogger(__name__)``.
 

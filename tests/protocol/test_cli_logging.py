@@ -248,3 +248,24 @@ def test_the_gateway_under_journald_writes_priorities(tmp_path: Path, monkeypatc
         levels.append(entry["level"])
     assert {"info", "error"} <= set(levels)
     assert any(line.startswith("<3>") and "reload refused" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("program", "journal"), [("hut-gateway", True), ("hut-collector", True), ("hut-gateway", False)]
+)
+def test_a_config_error_reaches_the_journal_as_an_error(tmp_path: Path, program: str, journal: bool) -> None:
+    # Printed before logging is set up, and the program exits 2 (not restarted): the one line the journal has.
+    config = tmp_path / "broken.toml"
+    config.write_text("[mqtt\n")
+    stderr = tmp_path / "stderr"
+    env = {key: value for key, value in os.environ.items() if key != "JOURNAL_STREAM"}
+    with open(stderr, "wb") as out:
+        if journal:
+            env["JOURNAL_STREAM"] = journal_stream(out.fileno())
+        executable = str(Path(sys.executable).parent / program)
+        done = subprocess.run([executable, "check-config", str(config)], stderr=out, env=env, timeout=60, check=False)
+    assert done.returncode == 2
+    line = stderr.read_text().splitlines()[0]
+    expected = f"{program}: config error: {config}:1:"
+    assert line == ("<3>" if journal else "") + expected + line.split(expected, 1)[1], line
+    assert line.startswith("<3>") is journal
