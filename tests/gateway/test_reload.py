@@ -1,10 +1,13 @@
 """SIGHUP (``systemctl reload hut-gateway``): the config is read again; devices are added and removed
 while the others read on untouched, a broken config is refused naming its line and the running one is
-kept, and settings that need a restart say so. Real hut-gateway, hut-sim and mosquitto processes."""
+kept, and settings that need a restart say so; through it all no reading is lost or sent twice (the
+numbers on the wire run on without a hole). Real hut-gateway, hut-sim and mosquitto processes."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import signal
 from collections import Counter
 from pathlib import Path
@@ -13,7 +16,7 @@ import aiomqtt
 
 from healthhut.devstack import LocalStack
 from healthhut.devstack.programs import Programs
-from healthhut.protocol import DeviceEvent, ObservationBatch, decode
+from healthhut.protocol import DeviceEvent, ObservationBatch, Status, WaveBatch, WaveStrip, decode, observation_id
 from tests.conftest import eventually
 
 
@@ -27,6 +30,14 @@ def gateway_toml(tmp_path: Path, hut: str, port: int, devices: list[str], extra:
     return text
 
 
+def strip_number(strip: WaveStrip, hut: str, epoch: str, *, limit: int) -> int:
+    """The reading number a strip was given: a device without a clock keys its id with it (observation_id)."""
+    for number in range(limit):
+        if observation_id(hut, strip.device, strip.kind, number, epoch) == strip.id:
+            return number
+    raise AssertionError(f"strip {strip.id} of {strip.device.device_id} has no reading number below {limit}")
+
+
 async def test_sighup_applies_devices_and_keeps_the_others_reading(
     stack: LocalStack, tmp_path: Path, unique: str
 ) -> None:
@@ -37,6 +48,13 @@ async def test_sighup_applies_devices_and_keeps_the_others_reading(
     batches: set[int] = set()
     # By message number: a message the collector has not yet confirmed may come again (same number).
     events: dict[int, tuple[str, str]] = {}
+    # Every message the hut numbered (obs, wave, event, status), and the first bytes seen under each number.
+    messages: dict[int, bytes] = {}
+    # Per device, the reading numbers (device_seq) of its observations, and its strips (whose number the
+    # wire carries only inside their id), one entry per sending.
+    device_seqs: dict[str, list[int]] = {}
+    strips: list[WaveStrip] = []
+    offline = asyncio.Event()
 
     async with aiomqtt.Client("127.0.0.1", stack.mosquitto.port) as observer:
         await observer.subscribe(f"hh/v1/huts/{hut}/+", qos=1)
@@ -44,14 +62,27 @@ async def test_sighup_applies_devices_and_keeps_the_others_reading(
         async def watch() -> None:
             async for message in observer.messages:
                 channel = str(message.topic).rsplit("/", 1)[1]
-                if channel not in ("obs", "event"):
+                if channel not in ("obs", "wave", "event", "status"):
                     continue
-                decoded = decode(channel, bytes(message.payload))  # type: ignore[arg-type]
+                payload = bytes(message.payload)  # type: ignore[arg-type]
+                decoded = decode(channel, payload)
+                assert not isinstance(decoded, list)
+                if decoded.seq in messages:
+                    # A resend is the very same message, never new content under an old number.
+                    assert messages[decoded.seq] == payload, decoded.seq
+                    continue
+                messages[decoded.seq] = payload
                 if isinstance(decoded, ObservationBatch) and decoded.seq not in batches:
                     batches.add(decoded.seq)
                     readings.update(o.device.device_id for o in decoded.observations)
+                    for o in decoded.observations:
+                        device_seqs.setdefault(o.device.device_id, []).append(o.device_seq)
+                elif isinstance(decoded, WaveBatch):
+                    strips.extend(decoded.strips)
                 elif isinstance(decoded, DeviceEvent) and decoded.device is not None:
                     events[decoded.seq] = (decoded.device.device_id, decoded.event)
+                elif isinstance(decoded, Status) and decoded.state == "offline":
+                    offline.set()
 
         watcher = asyncio.create_task(watch())
         try:
@@ -105,8 +136,23 @@ async def test_sighup_applies_devices_and_keeps_the_others_reading(
                 assert readings["ox-2"] == stopped_at
                 programs.check_running("gateway")
                 assert programs.stop("gateway") == 0
+                # Its last word: the drain is done and everything it sent has arrived.
+                await asyncio.wait_for(offline.wait(), 15)
         finally:
             watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher  # if it died, this is why
 
     # ox-1 was connected once and never dropped through three reloads.
     assert [event for device, event in events.values() if device == "ox-1"] == ["connected"]
+    # No reading lost or sent twice across the reloads: each device's reading numbers (shared by its
+    # observations and strips) run from 0 without a hole, each sent once; ox-2's up to when it was removed.
+    epoch = json.loads((tmp_path / "state" / "state.json").read_text())["epoch"]
+    for strip in strips:
+        device_seqs[strip.device.device_id].append(strip_number(strip, hut, epoch, limit=len(messages) * 200))
+    assert set(device_seqs) == {"ox-1", "ox-2"} and {s.device.device_id for s in strips} == {"ox-1", "ox-2"}
+    for device, seqs in device_seqs.items():
+        assert sorted(seqs) == list(range(len(seqs))), (device, sorted(set(range(max(seqs) + 1)) - set(seqs)))
+    # Nor a message: the hut's numbers run on without a hole from its first "online" (number 1 went to
+    # the Last Will, which the broker sends only if the connection dies) to its "offline".
+    assert sorted(messages) == list(range(2, max(messages) + 1))
