@@ -351,3 +351,88 @@ def crl_text(path: Path) -> str:
     return subprocess.run(
         ["openssl", "crl", "-in", str(path), "-noout", "-text"], check=True, capture_output=True, text=True
     ).stdout
+
+
+# -- what the shipped ACL keeps from a hut, against real mosquitto with real certificates --------------------
+
+
+async def test_a_hut_reads_only_its_own_subtree(deployment: Deployment, tmp_path: Path) -> None:
+    hut_a_tls = load_config(deployment.hut_a_config).mqtt.tls
+    assert hut_a_tls is not None
+    # What the collector sends each hut, and what a hut sends, retained (a roster, a status) or not.
+    for_each = ["roster", "cmd", "ack"]
+    with shipped_broker(deployment, tmp_path) as (port, _):
+        async with (
+            client(port, "collector-1", tls(deployment.collector, "collector")) as collector,
+            client(port, "hut-b", tls(deployment.hut_b, "hut")) as hut_b,
+        ):
+            sender = PubackWatch(collector)
+            for hut in ("hut-a", "hut-b"):
+                await sender.publish(f"hh/v1/huts/{hut}/roster", f"roster of {hut}".encode(), retain=True)
+            await PubackWatch(hut_b).publish("hh/v1/huts/hut-b/status", b"status of hut-b", retain=True)
+            async with client(port, "hut-a", hut_a_tls.ssl_context()) as hut_a:
+                # Every way of asking for hut-b's messages, by name and by wildcard, and the alerts.
+                for pattern in ("hh/v1/huts/hut-b/#", "hh/v1/huts/+/+", "hh/v1/huts/#", "hh/v1/alerts/#", "#"):
+                    await hut_a.subscribe(pattern, qos=1)
+                for channel in for_each:
+                    await hut_a.subscribe(f"hh/v1/huts/hut-b/{channel}", qos=1)
+                for hut in ("hut-b", "hut-a"):
+                    for channel in ("cmd", "ack"):
+                        await sender.publish(f"hh/v1/huts/{hut}/{channel}", f"{channel} for {hut}".encode())
+                    await sender.publish(f"hh/v1/alerts/{hut}", f"alert at {hut}".encode())
+                await PubackWatch(hut_b).publish("hh/v1/huts/hut-b/obs", b"readings of hut-b")
+                # Last, to hut-a: once it has arrived, whatever came before would have too.
+                await sender.publish("hh/v1/huts/hut-a/cmd", b"end")
+                received: set[tuple[str, bytes]] = set()
+                async with asyncio.timeout(10):
+                    async for message in hut_a.messages:
+                        assert isinstance(message.payload, bytes)
+                        received.add((message.topic.value, message.payload))
+                        if message.payload == b"end":
+                            break
+    # Its own roster (retained) and commands and confirmations, each however it subscribed, and nothing else.
+    assert received == {
+        ("hh/v1/huts/hut-a/roster", b"roster of hut-a"),
+        ("hh/v1/huts/hut-a/cmd", b"cmd for hut-a"),
+        ("hh/v1/huts/hut-a/ack", b"ack for hut-a"),
+        ("hh/v1/huts/hut-a/cmd", b"end"),
+    }
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        # What the collectors send a hut: a hut forging its own would fake confirmations (its readings
+        # would leave its spool unstored), commands or a roster of residents.
+        "hh/v1/huts/hut-a/ack",
+        "hh/v1/huts/hut-a/cmd",
+        "hh/v1/huts/hut-a/roster",
+        "hh/v1/huts/hut-a/other",
+        # The collectors' and the alerts' topics.
+        "hh/v1/collectors/status",
+        "hh/v1/alerts/hut-a",
+        "hh/v1/alerts/ack",
+        # Another hut's readings.
+        "hh/v1/huts/hut-b/obs",
+    ],
+)
+async def test_a_hut_cannot_write_what_the_collectors_send_it(
+    deployment: Deployment, tmp_path: Path, topic: str
+) -> None:
+    hut_a_tls = load_config(deployment.hut_a_config).mqtt.tls
+    assert hut_a_tls is not None
+    with shipped_broker(deployment, tmp_path) as (port, _):
+        async with (
+            client(port, "collector-1", tls(deployment.collector, "collector")) as collector,
+            client(port, "hut-a", hut_a_tls.ssl_context()) as hut_a,
+        ):
+            await collector.subscribe("#", qos=1)
+            puback = PubackWatch(hut_a)
+            with pytest.raises(PublishRefusedError) as refused:
+                await puback.publish(topic, b"forged", retain=True)
+            await puback.publish("hh/v1/huts/hut-a/event", b"allowed")  # the control: its own event goes
+            async with asyncio.timeout(10):
+                async for message in collector.messages:
+                    assert message.payload == b"allowed", (message.topic.value, message.payload)
+                    break
+    assert (refused.value.topic, refused.value.code) == (topic, MQTT_NOT_AUTHORIZED)
