@@ -99,9 +99,7 @@ def test_installed_configs_use_mutual_tls_with_the_provisioned_files(installed: 
         False,
     )
     assert (collector.mqtt.tls, collector.mqtt.port, collector.mqtt.insecure_plaintext) == (
-        TlsConfig(
-            ca_file=f"{folder}/ca.pem", cert_file=f"{folder}/collector.pem", key_file=f"{folder}/collector.key"
-        ),
+        TlsConfig(ca_file=f"{folder}/ca.pem", cert_file=f"{folder}/collector.pem", key_file=f"{folder}/collector.key"),
         8883,
         False,
     )
@@ -110,9 +108,7 @@ def test_installed_configs_use_mutual_tls_with_the_provisioned_files(installed: 
     assert not is_loopback(gateway.mqtt.host) and not is_loopback(collector.mqtt.host)
 
 
-def test_installed_configs_without_tls_are_refused_with_file_line_and_key(
-    installed: Installed, tmp_path: Path
-) -> None:
+def test_installed_configs_without_tls_are_refused_with_file_line_and_key(installed: Installed, tmp_path: Path) -> None:
     borrow_dependencies(installed)
     for name in ("gateway", "collector"):
         text = (installed.root / f"etc/healthhut/{name}.toml").read_text()
