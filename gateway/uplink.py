@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -42,6 +43,10 @@ log = logging.getLogger(__name__)
 ENVELOPE_ALLOWANCE = 1024
 # Vitals first, then what happened to the devices, then waveforms.
 CHANNEL_ORDER: tuple[SpoolChannel, ...] = ("obs", "event", "wave")
+
+
+class TlsFilesError(Exception):
+    """The [mqtt.tls] files cannot be loaded (missing, unreadable, or a key that is not the certificate's)."""
 
 
 @dataclass
@@ -132,6 +137,7 @@ class Uplink:
             # A persistent session keeps unacknowledged QoS 1 state across short drops.
             connect_properties.SessionExpiryInterval = 3600
             try:
+                tls = self._tls_context()
                 async with aiomqtt.Client(
                     mqtt.host,
                     mqtt.port,
@@ -143,7 +149,7 @@ class Uplink:
                     keepalive=mqtt.keepalive,
                     clean_start=False,
                     properties=connect_properties,
-                    tls_context=mqtt.tls.ssl_context() if mqtt.tls else None,
+                    tls_context=tls,
                     timeout=5,
                 ) as client:
                     self.stats.connects += 1
@@ -172,7 +178,7 @@ class Uplink:
                                 await task
                     await puback.publish(status_topic, await self._status("offline"), retain=True)
                     return
-            except (aiomqtt.MqttError, PublishRefusedError) as exc:
+            except (aiomqtt.MqttError, PublishRefusedError, TlsFilesError) as exc:
                 self.stats.connected = False
                 self.stats.last_error = str(exc)
                 # Whatever was sent on the lost connection is sent again, as the very same bytes.
@@ -181,6 +187,19 @@ class Uplink:
                 delay = backoff.next_delay()
                 log.warning("broker %s:%d unavailable (%s); retrying in %.1f s", mqtt.host, mqtt.port, exc, delay)
                 await asyncio.sleep(delay)
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        """The hut's TLS context, made again at each attempt: a hut started before it was provisioned keeps
+        its readings in the spool and connects once the files are in place, without a restart."""
+        tls = self.config.mqtt.tls
+        if tls is None:
+            return None
+        try:
+            return tls.ssl_context()
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            raise TlsFilesError(
+                f"cannot load the TLS files ({exc}); is the hut provisioned? (hut-gateway provision, then doctor)"
+            ) from exc
 
     async def _receive_acks(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -154,6 +155,42 @@ async def test_an_unresolvable_broker_name_is_retried_not_fatal(tmp_path: Path) 
         await eventually(lambda: uplink.stats.last_error is not None, within=20)
         await asyncio.sleep(0.5)
     assert not uplink.stats.connected and uplink.stats.connects == 0
+
+
+async def test_a_hut_started_before_it_is_provisioned_keeps_its_readings_and_connects_once_it_is(
+    certs: Path, tmp_path: Path
+) -> None:
+    # The installed config points at /etc/healthhut/tls before provisioning has put anything there: the
+    # uplink must keep retrying (the devices keep spooling), not end the gateway with a traceback.
+    port = free_port()
+    pending = tmp_path / "tls"
+    config = GatewayConfig.model_validate(
+        {
+            "hut_id": "hut-a",
+            "state_dir": str(tmp_path / "state"),
+            "mqtt": {"port": port, "tls": tls(pending, "hut-a")},
+            "uplink": {"batch_interval_s": 0.05, "reconnect_min_s": 0.1, "reconnect_max_s": 0.2},
+        }
+    )
+    spool = MemorySpool(10**7, gap_item)
+    uplink = Uplink(config, GatewayState(config.state_dir), spool)
+    device = Device(driver="contec-cms50", device_id="ox-1")
+    with LocalStack(
+        tmp_path / "servers", influxd=False, victoria=False, mosquitto_config=shipped_listener(port, certs)
+    ):
+        async with running(uplink.run()):
+            await eventually(lambda: uplink.stats.last_error is not None)
+            assert "provision" in (uplink.stats.last_error or "") and uplink.stats.connects == 0
+            obs = observation_from_reading(
+                reading(1), hut_id="hut-a", device=device, received_at=datetime.now(UTC), device_seq=1
+            )
+            await Outbox(spool).observation(obs)
+            await asyncio.sleep(0.5)
+            assert spool.depth == 1
+            pending.mkdir()
+            for name in ("ca.pem", "hut-a.pem", "hut-a.key"):
+                shutil.copy(certs / name, pending / name)
+            await eventually(lambda: uplink.stats.connects >= 1 and uplink.stats.published_messages >= 1)
 
 
 def test_the_shipped_broker_config_starts_mosquitto(certs: Path, tmp_path: Path) -> None:
