@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from healthhut.collector.alerting.model import Audience
 from healthhut.protocol.configfile import BrokerConfig, FrozenConfig, load_toml
+from healthhut.protocol.wire import HutId
 
 
 class MqttConfig(BrokerConfig):
@@ -111,14 +112,32 @@ class EmailConfig(FrozenConfig):
 
 class ContactConfig(FrozenConfig):
     """Someone alerts go to. Level 0 is told first; an alert nobody acknowledges in ``escalate_after_s``
-    goes to level 1, and so on."""
+    goes to level 1, and so on (within the alert's audience: a hut-staff alert never escalates to a
+    clinician). ``huts`` limits the contact to those huts' alerts; a contact whose audience includes
+    ``hut_staff`` must name its huts, since a hut's anonymous alerts are for that hut's own staff only."""
 
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     level: int = Field(default=0, ge=0, le=9)
     audience: list[Audience] = Field(default_factory=lambda: [Audience.CLINICIAN], min_length=1)
+    # Only these huts' alerts (email, acknowledgement, GET /v1/alerts); None: every hut's.
+    huts: list[HutId] | None = Field(default=None, min_length=1, validate_default=True)
     email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$")
     # A secret this contact acknowledges alerts with (HTTP bearer token, or "token" in an MQTT ack).
     token_file: Path | None = None
+
+    @field_validator("huts")
+    @classmethod
+    def _hut_staff_name_their_huts(cls, huts: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        audience = info.data.get("audience") or []
+        if huts is None and Audience.HUT_STAFF in audience:
+            raise ValueError('huts is missing: a hut_staff contact must list its huts (huts = ["hut-id", ...])')
+        if huts is not None and len(set(huts)) != len(huts):
+            raise ValueError("a hut is listed more than once")
+        return huts
+
+    def covers(self, audience: str, hut_id: str) -> bool:
+        """Is an alert for ``audience`` at ``hut_id`` this contact's to receive and acknowledge?"""
+        return audience in self.audience and (self.huts is None or hut_id in self.huts)
 
 
 class AlertHttpConfig(FrozenConfig):

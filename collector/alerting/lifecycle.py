@@ -16,6 +16,9 @@ database allows one open episode per subject and rule, which is the deduplicatio
   not a stream of pairs.
 - A reading in doubt (quality flags) asks the hut to measure again and never reaches a clinician;
   ``device_failures`` such readings from one device within ``device_failure_window_s`` alert a technician.
+- An anonymous reading's episodes are the hut's (``hut:{hut_id}``) and their audience is the hut's staff;
+  the router keeps them from clinicians, and repeats are grouped per hut *and* audience, so a repeat
+  never lists one audience's alerts to another.
 - Every observation is evaluated once: its key is recorded in the same transaction as its effects, so a
   redelivered observation changes nothing.
 
@@ -68,8 +71,9 @@ class Route:
     recipients: tuple[str, ...] = ()
 
 
-# (audience, escalation level, event) -> where a notification goes.
-Router = Callable[[str, int, str], Sequence[Route]]
+# (episode, event) -> where a notification goes. The router reads the episode's audience, hut and
+# escalation level: a hut-staff episode goes only to that hut's staff.
+Router = Callable[[Episode, str], Sequence[Route]]
 
 
 @dataclass
@@ -438,7 +442,8 @@ class Lifecycle:
         outcome = Outcome()
         policy = self.policy
         with self.store.transaction() as tx:
-            repeats: dict[str, list[Episode]] = {}
+            # Per hut and audience: a clinician's reminder must not list the hut staff's alerts, nor the reverse.
+            repeats: dict[tuple[str, str], list[Episode]] = {}
             candidates = tx.due(now)
             for episode in candidates:
                 if episode.state == "pending":
@@ -457,16 +462,20 @@ class Lifecycle:
                         self._notify(tx, episode, "escalated", now, outcome)
                         tx.save(episode)
                     elif now >= (episode.last_notified_at or now) + policy.repeat_interval_s:
-                        repeats.setdefault(episode.hut_id, []).append(episode)
-            for group in repeats.values():
+                        repeats.setdefault((episode.hut_id, episode.audience), []).append(episode)
+            for (hut_id, audience), group in repeats.items():
                 group.sort(key=lambda e: (-_RANK[e.severity], e.opened_at))
-                firing = [e for e in candidates if e.hut_id == group[0].hut_id and e.state == "firing"]
+                firing = [e for e in candidates if (e.hut_id, e.audience, e.state) == (hut_id, audience, "firing")]
                 self._notify(tx, group[0], "repeat", now, outcome, group=firing)
                 for episode in group[1:]:
                     episode.last_notified_at = now  # repeated inside the group's notification
                 for episode in group:
                     tx.save(episode)
         return outcome
+
+    def episode(self, alert_id: str) -> Episode | None:
+        with self.store.transaction() as tx:
+            return tx.episode(alert_id)
 
     def acknowledge(self, alert_id: str, by: str, now: float) -> Episode | None:
         """Stop repeats and escalation for an episode; None if there is no such alert. Idempotent."""
@@ -494,7 +503,7 @@ class Lifecycle:
         document = alert_document(episode, event, now, group)
         if self.ack_base is not None and event != "resolved":
             document["ack_url"] = f"{self.ack_base}/v1/alerts/{episode.alert_id}/ack"
-        for route in self.router(episode.audience, episode.escalation_level, event):
+        for route in self.router(episode, event):
             tx.enqueue(episode.alert_id, route.channel, event, document, route.recipients, now)
             outcome.notifications += 1
         episode.last_notified_at = now

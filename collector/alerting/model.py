@@ -22,8 +22,12 @@ class Severity(StrEnum):
 
 
 class Audience(StrEnum):
+    """Who a result is for. ``hut_staff``: the staff of the hut where an anonymous reading was taken (issue 9:
+    a reading outside any resident's session alerts only the hut's own staff, never a clinician)."""
+
     CLINICIAN = "clinician"
     TECHNICIAN = "technician"
+    HUT_STAFF = "hut_staff"
 
 
 class Action(StrEnum):
@@ -78,13 +82,18 @@ class SubjectProfile:
     """What the rules need to know about the person measured, beyond the wire's coarse ``age_band``.
 
     ``age_months`` is completed months of age. The flags come from the resident's record: NEWS2 SpO2
-    scale 2 is only for a documented hypercapnic respiratory failure with a prescribed 88-92 % target.
+    scale 2 is only for a documented hypercapnic respiratory failure with a prescribed 88-92 % target;
+    pregnancy turns NEWS2 off; ``diabetes`` (known diabetes) decides whether a high glucose is a possible
+    new diagnosis; ``hypertension_treated`` (on blood-pressure-lowering drugs) makes a reading above the
+    treatment target "not controlled" rather than nothing.
     """
 
     age_months: int
     hypercapnic_respiratory_failure: bool = False
     on_supplemental_oxygen: bool = False
     pregnant: bool = False
+    diabetes: bool = False
+    hypertension_treated: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.age_months, bool) or not 0 <= self.age_months <= MAX_AGE_MONTHS:
@@ -98,12 +107,16 @@ class SubjectProfile:
         hypercapnic_respiratory_failure: bool = False,
         on_supplemental_oxygen: bool = False,
         pregnant: bool = False,
+        diabetes: bool = False,
+        hypertension_treated: bool = False,
     ) -> SubjectProfile:
         return cls(
             years * 12,
             hypercapnic_respiratory_failure=hypercapnic_respiratory_failure,
             on_supplemental_oxygen=on_supplemental_oxygen,
             pregnant=pregnant,
+            diabetes=diabetes,
+            hypertension_treated=hypertension_treated,
         )
 
     @classmethod
@@ -124,6 +137,8 @@ class SubjectProfile:
             min(months, MAX_AGE_MONTHS),
             hypercapnic_respiratory_failure="hypercapnic_respiratory_failure" in subject.clinical,
             pregnant="pregnancy" in subject.clinical,
+            diabetes="diabetes" in subject.clinical,
+            hypertension_treated="hypertension_treated" in subject.clinical,
         )
 
     @property

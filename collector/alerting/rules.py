@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from healthhut.collector.alerting import adult, children, ecg, news2
-from healthhut.collector.alerting.model import RuleResult, Severity, SubjectProfile
+from healthhut.collector.alerting.model import Audience, RuleResult, Severity, SubjectProfile
 from healthhut.collector.alerting.quality import remeasure, remeasure_reasons
 from healthhut.protocol import Kind, Observation
 
@@ -34,7 +36,7 @@ def evaluate(observation: Observation, profile: SubjectProfile) -> list[RuleResu
     if kind is Kind.BLOOD_PRESSURE:
         systolic, diastolic = _number(observation, "systolic"), _number(observation, "diastolic")
         if profile.is_adult:
-            results.extend(adult.blood_pressure(systolic, diastolic))
+            results.extend(adult.blood_pressure(systolic, diastolic, profile))
         if use_news2 and systolic is not None:
             results.append(news2.parameter_result("systolic", systolic, kind, profile))
         results.append(_pulse(observation, "pulse_rate", profile))
@@ -58,7 +60,7 @@ def evaluate(observation: Observation, profile: SubjectProfile) -> list[RuleResu
     elif kind is Kind.BLOOD_GLUCOSE:
         glucose = _number(observation, "glucose")
         if glucose is not None:
-            results.append(adult.glucose(glucose))
+            results.append(adult.glucose(glucose, diabetes=profile.diabetes))
     elif kind is Kind.ECG:
         results.extend(ecg.rhythm(observation))
         results.append(ecg.extreme_rate(observation, profile))
@@ -67,9 +69,12 @@ def evaluate(observation: Observation, profile: SubjectProfile) -> list[RuleResu
 
 def evaluate_anonymous(observation: Observation) -> list[RuleResult]:
     """The rules that need no age, for a reading nobody is signed in for: quality gating, glucose (the
-    hypoglycaemia levels are the same for children, ISPAD 2022) and the ECG rhythm findings.
+    hypoglycaemia levels are the same for children, ISPAD 2022; whether diabetes is known is not) and the
+    ECG rhythm findings.
 
-    Age-dependent rules (blood pressure grades, NEWS2, children's centiles) must not guess an age.
+    Age-dependent rules (blood pressure grades, NEWS2, children's centiles) must not guess an age. What
+    would go to a clinician goes to the hut's own staff instead (issue 9: an anonymous reading's alerts go
+    only to the hut's staff channel); a re-measure request stays the technician's.
     """
     reasons = remeasure_reasons(observation)
     if reasons:
@@ -81,7 +86,16 @@ def evaluate_anonymous(observation: Observation) -> list[RuleResult]:
             results.append(adult.glucose(glucose))
     elif observation.kind is Kind.ECG:
         results.extend(ecg.rhythm(observation))
-    return sorted((r for r in results if r is not None), key=lambda r: -_RANK[r.severity])
+    return sorted(
+        (_for_hut_staff(r) for r in results if r is not None),
+        key=lambda r: -_RANK[r.severity],
+    )
+
+
+def _for_hut_staff(result: RuleResult) -> RuleResult:
+    if result.audience is Audience.CLINICIAN:
+        return dataclasses.replace(result, audience=Audience.HUT_STAFF)
+    return result
 
 
 def _pulse(observation: Observation, name: str, profile: SubjectProfile) -> RuleResult | None:

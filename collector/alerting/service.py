@@ -4,7 +4,8 @@
 acknowledges them to the broker (so a collector that dies in between has them redelivered, and the
 store's record of evaluated observations stops a second alert). Its ``run`` keeps the background work
 going: the dispatcher, the lifecycle's clock (repeats, escalation, expiry), the MQTT link (alerts out
-under ``hh/v1/alerts/{hut_id}``, "measure again" commands to ``hh/v1/huts/{hut_id}/cmd``,
+under ``hh/v1/alerts/{hut_id}``, an anonymous reading's alerts for the hut's own staff under
+``hh/v1/alerts/{hut_id}/staff``, "measure again" commands to ``hh/v1/huts/{hut_id}/cmd``,
 acknowledgements in on ``hh/v1/alerts/ack``) and the HTTP acknowledgement endpoint.
 """
 
@@ -28,9 +29,10 @@ from aiohttp import web
 
 from healthhut.collector.alerting.dispatch import Dispatcher
 from healthhut.collector.alerting.lifecycle import Lifecycle, Policy, Route, Router
+from healthhut.collector.alerting.model import Audience
 from healthhut.collector.alerting.notification import Attachment, Channel, DeliveryFailed, Notification
 from healthhut.collector.alerting.store import Episode, SqliteAlertStore
-from healthhut.collector.config import AlertingConfig, CollectorConfig, Influx1Config, Influx2Config
+from healthhut.collector.config import AlertingConfig, CollectorConfig, ContactConfig, Influx1Config, Influx2Config
 from healthhut.collector.mqtt import make_client
 from healthhut.collector.storage import query_influxql
 from healthhut.protocol import Observation
@@ -39,6 +41,14 @@ from healthhut.protocol.topics import ALERTS, hut_topic, shared
 log = logging.getLogger(__name__)
 
 ACK_TOPIC = f"{ALERTS}/ack"
+
+
+def staff_topic(hut_id: str) -> str:
+    """Where a hut's own staff get its anonymous readings' alerts; the shipped ACL lets only that hut (its
+    certificate) and the collectors read it, not the clinics' alerts-app."""
+    return f"{ALERTS}/{hut_id}/staff"
+
+
 # Fields of a stored ECG row that are the gateway's summary, not samples.
 _SUMMARY_FIELDS = {
     "heart_rate",
@@ -74,8 +84,8 @@ class AckTokens:
     """Each contact's acknowledgement token; compared in constant time."""
 
     def __init__(self, config: AlertingConfig) -> None:
-        self._tokens: list[tuple[bytes, str]] = [
-            (_read_secret(c.token_file, f"acknowledgement token of contact {c.name!r}").encode(), c.name)
+        self._tokens: list[tuple[bytes, ContactConfig]] = [
+            (_read_secret(c.token_file, f"acknowledgement token of contact {c.name!r}").encode(), c)
             for c in config.contacts
             if c.token_file is not None
         ]
@@ -86,35 +96,43 @@ class AckTokens:
         """Is this the monitoring token (GET /v1/health only)?"""
         return bool(token) and self._monitor is not None and hmac.compare_digest(self._monitor, str(token).encode())
 
-    def who(self, token: str | None) -> str | None:
+    def contact(self, token: str | None) -> ContactConfig | None:
         if not token:
             return None
         given = token.encode()
         found = None
-        for secret, name in self._tokens:
+        for secret, contact in self._tokens:
             if hmac.compare_digest(secret, given):
-                found = name
+                found = contact
         return found
+
+    def who(self, token: str | None) -> str | None:
+        contact = self.contact(token)
+        return contact.name if contact is not None else None
 
 
 def make_router(config: AlertingConfig, *, webhook: bool, email: bool, mqtt: bool) -> Router:
-    """Webhook and MQTT carry every event; email goes to the contacts of the episode's audience at its
-    escalation level (the highest level there is, once escalation has run out)."""
-    levels: dict[str, list[int]] = {}
-    for contact in config.contacts:
-        for audience in contact.audience:
-            levels.setdefault(audience, []).append(contact.level)
+    """Clinician and technician alerts: the webhook and MQTT ``hh/v1/alerts/{hut_id}`` carry every event.
+    Hut-staff alerts (anonymous readings): only the hut's staff topic, never the webhook. Email goes to the
+    contacts who cover the episode's audience and hut, at its escalation level (the highest level there is
+    for them, once escalation has run out)."""
 
-    def route(audience: str, level: int, event: str) -> list[Route]:
+    def route(episode: Episode, event: str) -> list[Route]:
+        audience, hut = episode.audience, episode.hut_id
         routes: list[Route] = []
-        if webhook:
-            routes.append(Route("webhook"))
-        if mqtt:
-            routes.append(Route("mqtt"))
-        if email and event != "acknowledged" and audience in levels:
-            available = sorted(set(levels[audience]))
-            at = available[min(level, len(available) - 1)]
-            addresses = tuple(c.email for c in config.contacts if c.email and audience in c.audience and c.level == at)
+        if audience == Audience.HUT_STAFF:
+            if mqtt:
+                routes.append(Route("staff"))
+        else:
+            if webhook:
+                routes.append(Route("webhook"))
+            if mqtt:
+                routes.append(Route("mqtt"))
+        contacts = [c for c in config.contacts if c.covers(audience, hut)]
+        if email and event != "acknowledged" and contacts:
+            available = sorted({c.level for c in contacts})
+            at = available[min(episode.escalation_level, len(available) - 1)]
+            addresses = tuple(c.email for c in contacts if c.email and c.level == at)
             if addresses:
                 routes.append(Route("email", addresses))
         return routes
@@ -168,7 +186,8 @@ class MqttLink:
 
 
 class MqttAlertChannel:
-    """Alerts under hh/v1/alerts/{hut_id}, for dashboards and the hut staff's app (no pictures)."""
+    """Clinician and technician alerts under hh/v1/alerts/{hut_id}, for dashboards and the clinics' alerts-app
+    (no pictures). A hut-staff alert never goes here: :class:`HutStaffChannel`."""
 
     name = "mqtt"
 
@@ -177,6 +196,21 @@ class MqttAlertChannel:
 
     async def send(self, notification: Notification) -> None:
         await self.link.publish(f"{ALERTS}/{notification.document['hut_id']}", notification.document)
+
+    async def close(self) -> None:
+        return None
+
+
+class HutStaffChannel:
+    """A hut-staff alert under hh/v1/alerts/{hut_id}/staff: the hut's own staff channel (no pictures)."""
+
+    name = "staff"
+
+    def __init__(self, link: MqttLink) -> None:
+        self.link = link
+
+    async def send(self, notification: Notification) -> None:
+        await self.link.publish(staff_topic(str(notification.document["hut_id"])), notification.document)
 
     async def close(self) -> None:
         return None
@@ -251,6 +285,7 @@ class AlertService:
         channels: dict[str, Channel] = {"command": HutCommandChannel(self.link)}
         if alerting.mqtt:
             channels["mqtt"] = MqttAlertChannel(self.link)
+            channels["staff"] = HutStaffChannel(self.link)
         if alerting.webhook is not None:
             from healthhut.collector.alerting.channels import WebhookChannel
 
@@ -374,14 +409,21 @@ class AlertService:
 
     # -- acknowledgements --------------------------------------------------------------------------
     async def acknowledge(self, alert_id: str, token: str | None) -> tuple[int, dict[str, Any]]:
-        by = self.tokens.who(token)
-        if by is None:
+        """A contact acknowledges an alert of its own audience and huts only: hut staff cannot silence a
+        clinician's alert, nor a clinician one meant for a hut's staff."""
+        contact = self.tokens.contact(token)
+        if contact is None:
             return 401, {"error": "a valid contact token is required"}
-        episode = await asyncio.to_thread(self.lifecycle.acknowledge, alert_id, by, time.time())
+        found = await asyncio.to_thread(self.lifecycle.episode, alert_id)
+        if found is None:
+            return 404, {"error": f"no alert {alert_id!r}"}
+        if not contact.covers(found.audience, found.hut_id):
+            return 403, {"error": f"contact {contact.name!r} does not handle {found.audience} alerts of this hut"}
+        episode = await asyncio.to_thread(self.lifecycle.acknowledge, alert_id, contact.name, time.time())
         if episode is None:
             return 404, {"error": f"no alert {alert_id!r}"}
         self.dispatcher.wake()
-        log.info("alert %s acknowledged by %s", alert_id, by)
+        log.info("alert %s acknowledged by %s", alert_id, contact.name)
         return 200, _episode_summary(episode)
 
     async def _mqtt_ack(self, payload: bytes) -> None:
@@ -440,11 +482,14 @@ class AlertService:
         return web.json_response(body, status=200 if healthy else 503)
 
     async def _http_list(self, request: web.Request) -> web.Response:
-        if self.tokens.who(self._bearer(request)) is None:
+        """The open alerts the token's contact handles (its audiences, its huts)."""
+        contact = self.tokens.contact(self._bearer(request))
+        if contact is None:
             return web.json_response({"error": "a valid contact token is required"}, status=401)
         episodes = await asyncio.to_thread(self.store.episodes, open_only=True)
         return web.json_response(
-            [_episode_summary(e) for e in episodes], dumps=lambda o: json.dumps(o, ensure_ascii=False)
+            [_episode_summary(e) for e in episodes if contact.covers(e.audience, e.hut_id)],
+            dumps=lambda o: json.dumps(o, ensure_ascii=False),
         )
 
 

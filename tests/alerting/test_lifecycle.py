@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from healthhut.collector.alerting.lifecycle import DEVICE_RULE, Lifecycle, Policy, Route
-from healthhut.collector.alerting.store import SqliteAlertStore
+from healthhut.collector.alerting.store import Episode, SqliteAlertStore
 from healthhut.protocol import Device, Finding, Flag, Kind, Observation, Subject
 from tests.alerting.observations import observation
 
@@ -58,10 +58,10 @@ class Harness:
         self.now = T0.timestamp()
 
     @staticmethod
-    def route(audience: str, level: int, event: str) -> list[Route]:
+    def route(episode: Episode, event: str) -> list[Route]:
         routes = [Route("webhook")]
         if event != "acknowledged":
-            routes.append(Route("email", (f"{audience}-level{level}@example.org",)))
+            routes.append(Route("email", (f"{episode.audience}-level{episode.escalation_level}@example.org",)))
         return routes
 
     def feed(self, *observations: Observation, after: float = 0.0) -> None:
@@ -210,6 +210,20 @@ def test_repeats_are_grouped_per_hut(h: Harness) -> None:
     assert {g["alert_id"] for g in repeats[0]["group"]} == {a["alert_id"] for a in h.sent()[:2]}
 
 
+def test_a_repeat_never_lists_one_audiences_alerts_to_another(h: Harness) -> None:
+    """A resident's crisis (clinicians) and an anonymous hypoglycaemia (the hut's staff) at one hut: each
+    audience's reminder lists its own alert only, so neither reaches the other through a repeat."""
+    h.feed(bp(200, 125), obs(Kind.BLOOD_GLUCOSE, 0, None, device="meter-1", glucose=2.6))
+    clinician, staff = sorted(h.sent(), key=lambda a: a["audience"])
+    assert (clinician["audience"], staff["audience"]) == ("clinician", "hut_staff")
+    h.tick(h.policy.escalate_after_s + 1)
+    h.tick(h.policy.repeat_interval_s + 1)
+    repeats = {a["audience"]: a for a in h.sent() if a["event"] == "repeat"}
+    assert set(repeats) == {"clinician", "hut_staff"}
+    assert [g["alert_id"] for g in repeats["clinician"]["group"]] == [clinician["alert_id"]]
+    assert [g["alert_id"] for g in repeats["hut_staff"]["group"]] == [staff["alert_id"]]
+
+
 def test_a_lead_off_strip_asks_for_a_remeasure_and_a_device_that_keeps_failing_reaches_a_technician(
     h: Harness,
 ) -> None:
@@ -266,12 +280,15 @@ def test_the_trend_rule_uses_the_subjects_own_history(h: Harness) -> None:
     assert len(trend[0]["attach"]["trend"]["history"]) >= 5
 
 
-def test_an_anonymous_reading_uses_only_age_free_rules(h: Harness) -> None:
+def test_an_anonymous_reading_uses_only_age_free_rules_and_is_for_the_hut_staff(h: Harness) -> None:
     h.feed(bp(200, 125, subject=None))
     assert h.sent() == []
     h.feed(obs(Kind.BLOOD_GLUCOSE, 0, None, glucose=2.6))
     (alert,) = h.sent()
     assert alert["rule"] == "glucose.hypo_level_2" and alert["subject"] is None
+    # Issue 9: nobody signed in, so the hut's own staff are told, not a clinician (the router, given the
+    # episode, keeps it from clinicians: tests/alerting/test_hut_staff.py).
+    assert alert["audience"] == "hut_staff" and alert["hut_id"] == HUT
 
 
 def test_atrial_fibrillation_alerts_carry_the_strip_to_draw(h: Harness) -> None:

@@ -35,3 +35,28 @@ def test_the_age_band_the_gateway_writes_gives_its_lower_bound(born: date, month
 def test_no_age_no_profile(band: str | None) -> None:
     assert SubjectProfile.from_subject(Subject(pseudonym="a" * 64, age_band=band)) is None
     assert SubjectProfile.from_subject(None) is None
+
+
+@pytest.mark.parametrize(
+    ("clinical", "flags"),
+    [
+        ([], (False, False, False, False)),
+        (["diabetes"], (False, False, True, False)),
+        (["hypertension_treated"], (False, False, False, True)),
+        (["pregnancy", "diabetes"], (False, True, True, False)),
+        (
+            ["hypercapnic_respiratory_failure", "pregnancy", "diabetes", "hypertension_treated"],
+            (True, True, True, True),
+        ),
+    ],
+)
+def test_every_clinical_flag_of_the_wire_reaches_the_profile(clinical: list[str], flags: tuple[bool, ...]) -> None:
+    subject = Subject.model_validate({"pseudonym": "a" * 64, "age_band": "50-59y", "clinical": clinical})
+    profile = SubjectProfile.from_subject(subject)
+    assert profile == SubjectProfile(
+        600,
+        hypercapnic_respiratory_failure=flags[0],
+        pregnant=flags[1],
+        diabetes=flags[2],
+        hypertension_treated=flags[3],
+    )
