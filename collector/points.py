@@ -123,7 +123,7 @@ def event_lines(event: DeviceEvent) -> list[str]:
         "detail": json.dumps(event.detail, sort_keys=True),
         "seq": float(event.seq),
     }
-    return [line(series("hut_event", tags), fields, ns(event.sent_at))]
+    return [line(series("hut_event", tags), fields, ns(event.at or event.sent_at))]
 
 
 def status_lines(status: Status, received_at: datetime) -> list[str]:

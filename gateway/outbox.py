@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from datetime import UTC, datetime
 
 from healthhut.gateway.spool import Gap, Priority, Spool, SpoolFullError, SpoolItem
 from healthhut.protocol import Device, Observation, WaveStrip
@@ -20,7 +21,8 @@ EventDetail = dict[str, str | int | float | bool]
 
 
 def event_item(event: str, device: Device | None, detail: EventDetail, priority: Priority) -> SpoolItem:
-    body = {"event": event, "detail": detail}
+    # "at": when it happened, for the collector and for the status's age of the oldest unsent item.
+    body: dict[str, object] = {"event": event, "at": datetime.now(UTC).isoformat(), "detail": detail}
     if device is not None:
         body["device"] = device.model_dump(exclude_none=True)
     return SpoolItem("event", priority, f"event-{uuid.uuid4().hex}", json.dumps(body, separators=(",", ":")).encode())

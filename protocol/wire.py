@@ -210,6 +210,9 @@ class DeviceEvent(Envelope):
 
     type: Literal["event"] = "event"
     event: Literal["connected", "disconnected", "device_error", "gap", "started", "stopping", "spool_reset"]
+    # When it happened at the hut: an event may wait in the spool for hours before ``sent_at``. Absent
+    # from the messages of gateways older than this field.
+    at: StorableTime | None = None
     device: Device | None = None
     detail: dict[str, str | WireInt | FiniteFloat | WireBool] = Field(default_factory=dict, max_length=32)
 

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from influxdb_client.client.write.point import Point
 from influxdb_client.domain.write_precision import WritePrecision
 
-from healthhut.collector.points import FieldValue, line, ns, series, status_lines, strip_lines
-from healthhut.protocol import Device, Kind, Status, WaveStrip
+from healthhut.collector.points import FieldValue, event_lines, line, ns, series, status_lines, strip_lines
+from healthhut.protocol import Device, DeviceEvent, Kind, Status, WaveStrip
 from healthhut.protocol.waveform import pack_samples
 from healthhut.protocol.wire import DeviceHealth, HutHealth, SpoolHealth, UplinkHealth
 
@@ -147,3 +147,20 @@ def test_a_status_with_health_becomes_a_hut_point_and_one_point_per_device() -> 
     assert status_lines(offline, received) == [
         point_text("hut_status", {"hut": "hut-1", "boot": "b1"}, {"online": 0.0, "seq": 7.0}, stamp)
     ]
+
+
+def test_an_event_is_stored_at_when_it_happened_not_when_it_was_sent() -> None:
+    happened = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
+    sent = happened + timedelta(hours=5)  # it waited in the spool through an outage
+    event = DeviceEvent(
+        hut_id="hut-1",
+        boot_id="b1",
+        seq=9,
+        sent_at=sent,
+        event="disconnected",
+        at=happened,
+        device=Device(driver="contec-cms50", device_id="ox-1"),
+    )
+    assert event_lines(event)[0].endswith(f" {ns(happened)}")
+    older = event.model_copy(update={"at": None})  # from a gateway that did not send "at"
+    assert event_lines(older)[0].endswith(f" {ns(sent)}")

@@ -181,6 +181,21 @@ async def test_snapshot_of_a_real_spool_gives_depth_bytes_and_the_oldest_unsent_
     assert "  spool: 0 item(s), 0.0 MiB; 0 evicted" in render(nothing, taken)[0].splitlines()
 
 
+async def test_the_backlog_has_an_age_when_an_event_waits_first(tmp_path: Path) -> None:
+    # Every boot spools a "started" event first: without a time of its own, a hut offline since it booted
+    # showed no age for its backlog at all.
+    spool, _ = open_spool(tmp_path / "spool.sqlite", 10**7, gap_item)
+    try:
+        before = datetime.now(UTC)
+        assert await Outbox(spool).event("started", devices=2)
+        await asyncio.sleep(0.3)
+        status = await snapshot("hut-1", "boot-1", [], spool, UplinkStats())
+    finally:
+        await spool.close()
+    taken = datetime.fromisoformat(status["at"])
+    assert 0.3 <= status["spool"]["oldest_unsent_s"] <= round((taken - before).total_seconds(), 1) + 0.1
+
+
 async def test_a_running_gateway_reports_its_backlog_in_status_and_on_the_wire(
     stack: LocalStack, tmp_path: Path, unique: str
 ) -> None:
