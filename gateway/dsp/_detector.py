@@ -102,7 +102,6 @@ class EcgDetector:
         self._conditioning_zi: FloatArray | None = None
         self._qrs_zi: FloatArray | None = None
         self._window = max(1, round(INTEGRATION_S * fs))
-        self._running_sum = 0.0
         self._refractory = max(2, round(REFRACTORY_S * fs))
         self._t_wave = round(T_WAVE_WINDOW_S * fs)
         self._search_back = round(SEARCH_BACK_S * fs)
@@ -129,12 +128,16 @@ class EcgDetector:
         self._next_scan = self._settle  # first envelope index not yet examined as a candidate
         self._qrs_levels: deque[float] = deque(maxlen=LEVEL_MEMORY)
         self._noise_levels: deque[float] = deque(maxlen=LEVEL_MEMORY)
+        # Their medians, updated with them (``_record``, ``_add_noise``); the noise level is 0 while none is known.
+        self._qrs_level = 0.0
+        self._noise_level = 0.0
         self._rr_recent: deque[int] = deque(maxlen=LEVEL_MEMORY)
         self._rr_regular: deque[int] = deque(maxlen=LEVEL_MEMORY)
         self._rr_mean = self._rr_average()  # kept up to date by _record
         self._last: _Candidate | None = None
         self._missed: list[_Candidate] = []  # rejected since the last beat, above the search-back level
         self._pending: list[int] = []
+        self._due_from = _NEVER  # the sample count from which the first pending peak is due
         self._closed = False
         self._wake = 0  # the sample count from which a push must process (see ``_needs_processing``)
 
@@ -143,6 +146,11 @@ class EcgDetector:
         self._capacity = buffer.shape[1]
         # Row views, kept with the buffer: indexing a row of the 2-D buffer on every use costs more.
         self._raw, self._conditioned, self._derivative, self._energy, self._envelope = buffer
+        # One-row 2-D views, as the section loop takes them.
+        self._conditioned_rows = buffer[_CONDITIONED : _CONDITIONED + 1]
+        self._derivative_rows = buffer[_DERIVATIVE : _DERIVATIVE + 1]
+        # Where each refractory-long block of a span of the buffer starts (``_scan_blocks``).
+        self._block_starts = np.arange(0, self._capacity + self._refractory, self._refractory)
 
     @property
     def latency_s(self) -> float:
@@ -157,9 +165,8 @@ class EcgDetector:
         """Feed samples; return the R peaks (absolute indices) that became final with this chunk."""
         if self._closed:
             raise RuntimeError("the detector was flushed; make a new one for a new signal")
-        x = np.asarray(chunk, dtype=np.float64)
-        if x.ndim != 1:
-            x = x.ravel()
+        # A 1-D float64 array is stored as it is (the store copies it); anything else is converted first.
+        x = chunk if type(chunk) is np.ndarray and chunk.dtype is _FLOAT64 and chunk.ndim == 1 else _samples(chunk)
         size = x.size
         if size > PIECE:
             for start in range(0, size, PIECE):
@@ -167,19 +174,18 @@ class EcgDetector:
                 self._process()
         elif size:
             # ``_store`` inlined: most pushes of a short chunk do nothing else.
-            end = self._n - self._offset
+            n = self._n
+            end = n - self._offset
             if end + size > self._capacity:
                 self._make_room(size)
-                end = self._n - self._offset
+                end = n - self._offset
             self._raw[end : end + size] = x
-            self._n += size
+            self._n = n + size
             if self._needs_processing():
                 self._process()
-        due = self._n - 1 - self.latency_samples
-        pending = self._pending
-        if not pending or pending[0] > due:
+        if self._n < self._due_from:
             return _NO_PEAKS
-        return self._emit(due)
+        return self._emit(self._n - 1 - self.latency_samples)
 
     def flush(self) -> IndexArray:
         """Decide the candidates at the end of a finite signal and return every peak still held back."""
@@ -276,43 +282,39 @@ class EcgDetector:
         a, b = self._done - off, self._n - off
         if a >= b:
             return
-        rows = self._buffer
         # The section loop filters (n_signals, n_samples) in place: one-row views of the buffer.
-        conditioned = rows[_CONDITIONED : _CONDITIONED + 1, a:b]
-        conditioned[0] = self._raw[a:b]
+        conditioned = self._conditioned
+        conditioned[a:b] = self._raw[a:b]
         if self._conditioning_zi is None:
-            self._conditioning_zi = self._conditioning_zi_unit * self._raw[a]
+            self._conditioning_zi = self._conditioning_zi_unit * conditioned[a]
         if self._conditioning_sos.shape[0]:
-            sosfilt_kernel(self._conditioning_sos, conditioned, self._conditioning_zi)
-        derivative = rows[_DERIVATIVE : _DERIVATIVE + 1, a:b]
-        derivative[0] = conditioned[0]
+            sosfilt_kernel(self._conditioning_sos, self._conditioned_rows[:, a:b], self._conditioning_zi)
+        slope = self._derivative[a:b]
+        slope[:] = conditioned[a:b]
         if self._qrs_zi is None:
-            self._qrs_zi = self._qrs_zi_unit * self._conditioned[a]
-        sosfilt_kernel(self._qrs_sos, derivative, self._qrs_zi)
-        slope = derivative[0]
+            self._qrs_zi = self._qrs_zi_unit * slope[0]
+        sosfilt_kernel(self._qrs_sos, self._derivative_rows[:, a:b], self._qrs_zi)
         energy = self._energy[a:b]
-        np.multiply(slope, slope, out=energy)
+        np.multiply(slope, slope, energy)
         # The envelope is the energy's running sum over the integration window (Pan-Tompkins' moving average
-        # times its width; the detector is scale-free): add the newest sample, drop the oldest.
+        # times its width; the detector is scale-free): add the newest sample, drop the oldest. The sum so
+        # far is the envelope sample before ``a`` (zero before the first sample), so one accumulation from
+        # there adds it in.
         w = self._window
-        envelope = self._envelope[a:b]
-        np.subtract(energy, self._energy[a - w : b - w], out=envelope)
+        np.subtract(energy, self._energy[a - w : b - w], self._envelope[a:b])
         start = self._done
         if self._n < (start // RESUM_EVERY + 1) * RESUM_EVERY:  # the usual case: no re-sum point inside
-            envelope[0] += self._running_sum
-            np.add.accumulate(envelope, out=envelope)
-            self._running_sum = float(envelope[-1])
+            running = self._envelope[a - 1 : b]
+            np.add.accumulate(running, 0, None, running)
             self._done = self._n
             return
         while start < self._n:
             stop = min(self._n, (start // RESUM_EVERY + 1) * RESUM_EVERY)
             i, j = start - off, stop - off
-            running = self._envelope[i:j]
-            running[0] += self._running_sum
-            np.add.accumulate(running, out=running)
+            running = self._envelope[i - 1 : j]
+            np.add.accumulate(running, 0, None, running)
             if stop % RESUM_EVERY == 0:
                 running[-1] = self._energy[j - w : j].sum()
-            self._running_sum = float(running[-1])
             start = stop
         self._done = self._n
 
@@ -351,24 +353,28 @@ class EcgDetector:
             return
         env, off, r = self._envelope, self._offset, self._refractory
         count = (last - start) // r + 1  # blocks holding start..last; block 0 is the one before them
-        blocks = env[start - r - off : start + count * r - off].reshape(count + 1, r)
-        firsts = blocks.argmax(axis=1).tolist()
-        peaks = _largest(blocks, axis=1).tolist()
+        span = env[start - r - off : start + count * r - off]
+        where = span.reshape(count + 1, r).argmax(1)
+        firsts = where.tolist()
+        where += self._block_starts[: count + 1]
+        peaks = span[where].tolist()
+        block = start - r
         for k in range(1, count + 1):
-            block = start + (k - 1) * r
-            p = block + firsts[k]
+            block += r  # the first sample of block k: start + (k - 1) * r
+            first = firsts[k]
+            p = block + first
             if p > last:
                 break
             peak = peaks[k]
             # Everything before p in its block is below it and everything after is not above it, so only
-            # the neighbouring blocks' parts inside +-r can overrule it.
-            if peaks[k - 1] >= peak and (
-                block - r + firsts[k - 1] >= p - r or _largest(env[p - r - off : block - off]) >= peak
-            ):
+            # the neighbouring blocks' parts inside +-r can overrule it: all of the block before when its
+            # maximum is at or after p's place in its block (``firsts[k - 1] >= first``), all of the block
+            # after when its maximum is at or before it.
+            if peaks[k - 1] >= peak and (firsts[k - 1] >= first or _largest(env[p - r - off : block - off]) >= peak):
                 continue
             if k < count:
                 if peaks[k + 1] > peak and (
-                    block + r + firsts[k + 1] <= p + r or _largest(env[block + r - off : p + r + 1 - off]) > peak
+                    firsts[k + 1] <= first or _largest(env[block + r - off : p + r + 1 - off]) > peak
                 ):
                     continue
             elif _largest(env[block + r - off : p + r + 1 - off]) > peak:
@@ -380,18 +386,26 @@ class EcgDetector:
         """Classify the dominant envelope peak ``p``: QRS, missed-beat candidate or noise."""
         i = p - self._offset
         # The steepest QRS-band slope in the integration window; sqrt of a rounded square is exact.
-        slope = math.sqrt(float(_largest(self._energy[i - self._window + 1 : i + 1])))
+        energy = self._energy[i - self._window + 1 : i + 1]
+        slope = math.sqrt(energy.item(energy.argmax()))
         if not self._qrs_levels:
             if self._first_beat(i, amplitude):
                 self._accept_new(p, amplitude, slope)
             else:
-                self._noise_levels.append(amplitude)
+                self._add_noise(amplitude)
             return
         last = self._last
-        gap = p - last.envelope_peak if last is not None else p
-        primary = self._primary_threshold()
-        threshold = self._overdue_threshold(primary, gap, p)
-        is_t_wave = last is not None and gap < self._t_wave and slope < T_WAVE_SLOPE_RATIO * last.slope
+        if last is not None:
+            gap = p - last.envelope_peak
+            is_t_wave = gap < self._t_wave and slope < T_WAVE_SLOPE_RATIO * last.slope
+        else:
+            gap, is_t_wave = p, False
+        # Hamilton's threshold between the noise-peak and the QRS-peak level.
+        noise_level = self._noise_level
+        primary = noise_level + THRESHOLD_COEFF * (self._qrs_level - noise_level)
+        # ``_overdue_threshold`` only when the beat is overdue: mostly it is not.
+        overdue = gap - OVERDUE_RR_RATIO * self._rr_mean
+        threshold = self._overdue_threshold(primary, overdue, p) if overdue > 0 else primary
         if amplitude >= threshold and not is_t_wave:
             if amplitude < SEARCH_BACK_RATIO * primary:
                 # Found only after the threshold decayed past the search-back level: the learnt QRS
@@ -399,21 +413,19 @@ class EcgDetector:
                 self._qrs_levels.clear()
             self._accept_new(p, amplitude, slope)
             return
-        self._noise_levels.append(amplitude)
+        self._add_noise(amplitude)
         if amplitude >= SEARCH_BACK_RATIO * primary and not is_t_wave:
             r = self._locate(p)
             if r is not None:
                 self._missed.append(_Candidate(p, r, amplitude, slope))
 
-    def _primary_threshold(self) -> float:
-        qrs_level = _median(self._qrs_levels)
-        noise_level = _median(self._noise_levels) if self._noise_levels else 0.0
-        return noise_level + THRESHOLD_COEFF * (qrs_level - noise_level)
+    def _add_noise(self, amplitude: float) -> None:
+        levels = self._noise_levels
+        levels.append(amplitude)
+        self._noise_level = _median(levels)
 
-    def _overdue_threshold(self, primary: float, gap: int, p: int) -> float:
-        overdue = gap - OVERDUE_RR_RATIO * self._rr_mean
-        if overdue <= 0:
-            return primary
+    def _overdue_threshold(self, primary: float, overdue: float, p: int) -> float:
+        """The threshold for a candidate ``overdue`` samples past 166 % of the mean RR (``overdue > 0``)."""
         decayed = primary * math.pow(SEARCH_BACK_RATIO, 1.0 + overdue / self._halving)
         i = p - self._offset
         recent = self._envelope[max(-self._offset, i - self._floor_memory) : i + 1]
@@ -439,23 +451,26 @@ class EcgDetector:
     def _locate(self, p: int) -> int | None:
         """The R peak: the largest deviation of the conditioned ECG in the window behind envelope peak ``p``."""
         lo = max(p - self._search_back, 0)
-        if self._last is not None:
-            lo = max(lo, self._last.r_peak + self._refractory)
+        last = self._last
+        if last is not None and last.r_peak + self._refractory > lo:
+            lo = last.r_peak + self._refractory
         if lo > p:
             return None
-        segment = self._conditioned[lo - self._offset : p - self._offset + 1]
+        off = self._offset
+        segment = self._conditioned[lo - off : p - off + 1]
         # The median as np.median computes it, without its overhead: the middle value, or the mean of two.
-        half = segment.size // 2
+        size = segment.size
+        half = size // 2
         ordered = segment.copy()
-        if segment.size % 2:
+        if size % 2:
             ordered.partition(half)
-            median = float(ordered[half])
+            median = ordered.item(half)
         else:
             ordered.partition((half - 1, half))
-            median = (float(ordered[half - 1]) + float(ordered[half])) / 2
+            median = (ordered.item(half - 1) + ordered.item(half)) / 2
         # The sample farthest from the median is the maximum or the minimum; the earlier one on a tie.
         top, bottom = int(segment.argmax()), int(segment.argmin())
-        above, below = float(segment[top]) - median, median - float(segment[bottom])
+        above, below = segment.item(top) - median, median - segment.item(bottom)
         if above > below or (above == below and top < bottom):
             return lo + top
         return lo + bottom
@@ -467,7 +482,7 @@ class EcgDetector:
         self._missed.clear()
         r = self._locate(p)
         if r is None:
-            self._noise_levels.append(amplitude)
+            self._add_noise(amplitude)
             return
         self._record(_Candidate(p, r, amplitude, slope))
 
@@ -485,28 +500,44 @@ class EcgDetector:
             recent, regular = self._rr_recent, self._rr_regular
             recent.append(rr)
             # ``_rr_average`` written out: this runs once per beat.
-            average = sum(recent) / len(recent)
-            if regular:
-                average = min(average, sum(regular) / len(regular))
+            recent_mean = sum(recent) / len(recent)
+            average = min(recent_mean, sum(regular) / len(regular)) if regular else recent_mean
             if not regular or RR_REGULAR[0] * average <= rr <= RR_REGULAR[1] * average:
                 regular.append(rr)
-                average = min(sum(recent) / len(recent), sum(regular) / len(regular))
+                average = min(recent_mean, sum(regular) / len(regular))
             self._rr_mean = average
-        self._qrs_levels.append(beat.amplitude)
+        levels = self._qrs_levels
+        levels.append(beat.amplitude)
+        self._qrs_level = _median(levels)
         self._last = beat
-        bisect.insort(self._pending, beat.r_peak)
+        pending = self._pending
+        bisect.insort(pending, beat.r_peak)
+        self._due_from = pending[0] + 1 + self.latency_samples
 
     def _emit(self, until: int | None) -> IndexArray:
         pending = self._pending
         count = len(pending) if until is None else bisect.bisect_right(pending, until)
         out = np.array(pending[:count], dtype=np.int64)
         del pending[:count]
+        self._due_from = pending[0] + 1 + self.latency_samples if pending else _NEVER
         return out
 
 
-_largest = np.maximum.reduce  # ndarray.max without its Python-level wrapper
+def _largest(values: FloatArray) -> float:
+    """The largest of ``values`` (NaN if there is one), as ``max`` gives it: ``argmax`` costs a fifth of a reduction."""
+    return values.item(values.argmax())
+
+
+_FLOAT64 = np.dtype(np.float64)
+_NEVER = 1 << 62  # a sample count no signal reaches
 # What a push returns when it confirms no peak: one shared empty array (it has no element to change).
 _NO_PEAKS: IndexArray = np.empty(0, dtype=np.int64)
+
+
+def _samples(chunk: ArrayLike) -> FloatArray:
+    """A chunk as a 1-D float64 array."""
+    x = np.asarray(chunk, dtype=np.float64)
+    return x if x.ndim == 1 else x.ravel()
 
 
 def _median(values: deque[float]) -> float:
