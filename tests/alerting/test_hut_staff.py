@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import ssl
 import tomllib
 from collections.abc import AsyncIterator
@@ -20,7 +19,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import pytest
 from aiohttp import ClientSession
 
@@ -32,7 +30,17 @@ from healthhut.devstack import LocalStack, free_port
 from healthhut.protocol import Device, Kind, Observation, Quantity, Reading, Subject, observation_from_reading
 from healthhut.protocol.pki import CertificateAuthority, ensure_private_key, make_request
 from tests.alert_servers import RELAY_PASSWORD, RELAY_USER, Mailbox, Receiver, smtp_server
-from tests.collector.test_alerting_service import SECRET, batch, collector, config, listening, posted, publish, write
+from tests.collector.test_alerting_service import (
+    SECRET,
+    batch,
+    collector,
+    config,
+    listening,
+    listening_on,
+    posted,
+    publish,
+    write,
+)
 from tests.conftest import ROOT, eventually
 from tests.gateway.test_tls import shipped_listener
 
@@ -244,24 +252,9 @@ def tls_context(pki: Path, name: str) -> ssl.SSLContext:
 @contextlib.asynccontextmanager
 async def reading_all_alerts(port: int, pki: Path, name: str) -> AsyncIterator[list[tuple[str, dict[str, Any]]]]:
     """A client with ``name``'s certificate subscribed to every alert topic; what the broker lets it read."""
-    got: list[tuple[str, dict[str, Any]]] = []
-    async with aiomqtt.Client(
-        "127.0.0.1", port, identifier=f"{name}-reader", tls_context=tls_context(pki, name)
-    ) as client:
-        await client.subscribe("hh/v1/alerts/#", qos=1)
-
-        async def read() -> None:
-            async for message in client.messages:
-                assert isinstance(message.payload, bytes)
-                got.append((str(message.topic), json.loads(message.payload)))
-
-        task = asyncio.create_task(read())
-        try:
-            yield got
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    context = tls_context(pki, name)
+    async with listening_on(port, ["hh/v1/alerts/#"], identifier=f"{name}-reader", tls_context=context) as got:
+        yield got
 
 
 @pytest.mark.timeout(60)

@@ -11,7 +11,7 @@ import io
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -123,8 +123,18 @@ async def collector(cfg: CollectorConfig) -> AsyncIterator[tuple[Ingest, AlertSe
 
 @contextlib.asynccontextmanager
 async def listening(stack: LocalStack, *topics: str) -> AsyncIterator[list[tuple[str, dict[str, Any]]]]:
+    async with listening_on(stack.mosquitto.port, topics) as got:
+        yield got
+
+
+@contextlib.asynccontextmanager
+async def listening_on(
+    port: int, topics: Iterable[str], **options: Any
+) -> AsyncIterator[list[tuple[str, dict[str, Any]]]]:
+    """(topic, JSON) of every message on ``topics`` that the broker lets this client (``options``: its
+    identifier, TLS context...) read, while the block runs."""
     got: list[tuple[str, dict[str, Any]]] = []
-    async with aiomqtt.Client("127.0.0.1", stack.mosquitto.port, protocol=aiomqtt.ProtocolVersion.V5) as client:
+    async with aiomqtt.Client("127.0.0.1", port, protocol=aiomqtt.ProtocolVersion.V5, **options) as client:
         for topic in topics:
             await client.subscribe(topic, qos=1)
 
