@@ -93,3 +93,63 @@ class ClockCheck:
         if device_time is not None and abs(device_time - received_at) > self.max_device_skew:
             return frozenset({Flag.CLOCK_UNVERIFIED})
         return frozenset()
+
+
+class RecordClock:
+    """Judges the clock of a device that keeps records (a glucose meter's memory, read through RACP), one
+    transfer at a time. A stored record's age is not a clock error: the device's clock is what is judged.
+
+    The rule (README, "Resident sessions"):
+
+    - **Anchor.** The record with the latest device time in a transfer is the one the resident has just
+      taken: a meter connects because it has a new result. If its device time is within ``max_device_skew``
+      of its arrival, the device's clock is verified for this transfer (Tidepool's uploader anchors a
+      device's clock on its most recent datum the same way). If it is not (a meter reset to 2000-01-01, or a
+      meter whose newest record is itself old, where age and clock error cannot be told apart), no record of
+      the transfer is verified.
+    - **Bracket.** The gateway asks for the records after the last sequence number it has seen, so a record
+      in this transfer did not exist when the last complete transfer ended (RACP, Glucose Service 1.0.1
+      Report Stored Records): it was taken between then and the anchor. A device time before that (less the
+      skew) is a clock that was wrong when the record was taken, not an old record. Before the first complete
+      transfer, the bracket starts when the gateway started, since nothing earlier is known.
+    - A record that the device marks itself (the Glucose Measurement's time-fault annunciation, read as
+      ``clock_unverified``) is never verified and never an anchor. A record sent again (same device time)
+      keeps the verdict it had, so that its observation is the same each time.
+    """
+
+    def __init__(self, check: ClockCheck, started_at: datetime, remember: int = 4096) -> None:
+        self.check = check
+        # When the last complete transfer ended: records of the next one were taken after it.
+        self.bracket_start = started_at
+        self._remember = remember
+        self._verdicts: dict[datetime, bool] = {}
+
+    def judge(
+        self, records: list[tuple[datetime | None, datetime, bool]], *, complete: bool, ended_at: datetime
+    ) -> list[frozenset[Flag]]:
+        """Flags for each record of one transfer, given as (device time, arrival, marked unverified by the
+        device). ``complete``: the device answered the request in full (success, or no records found), so
+        the next transfer's records are all newer than ``ended_at``."""
+        skew = self.check.max_device_skew
+        candidates = [(t, arrived) for t, arrived, marked in records if t is not None and not marked]
+        anchor = max(candidates, default=None, key=lambda pair: pair[0])
+        live = anchor is not None and abs(anchor[0] - anchor[1]) <= skew
+        synchronised = self.check.gateway_synchronised
+        out: list[frozenset[Flag]] = []
+        for device_time, arrived, marked in records:
+            if device_time is None:
+                verified = False
+            elif device_time in self._verdicts:
+                verified = self._verdicts[device_time] and not marked
+            else:
+                verified = live and not marked and self.bracket_start - skew <= device_time <= arrived + skew
+                self._keep(device_time, verified)
+            out.append(frozenset() if synchronised and verified else frozenset({Flag.CLOCK_UNVERIFIED}))
+        if complete:
+            self.bracket_start = ended_at
+        return out
+
+    def _keep(self, device_time: datetime, verified: bool) -> None:
+        self._verdicts[device_time] = verified
+        if len(self._verdicts) > self._remember:
+            del self._verdicts[next(iter(self._verdicts))]

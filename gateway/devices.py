@@ -14,10 +14,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from healthhut.drivers import DeviceConfig, DriverSpec, GattDecoder, IdentityDecoder, StreamDecoder
-from healthhut.drivers.gatt.racp import racp_report_after, racp_report_all
+from healthhut.drivers.gatt.racp import (
+    RECORD_ACCESS_CONTROL_POINT,
+    OpCode,
+    RacpValue,
+    ResponseCode,
+    racp_report_after,
+    racp_report_all,
+)
 from healthhut.gateway.backoff import Backoff
 from healthhut.gateway.checks import RhythmHistory, Verdict, analyse_strip, check_spot
-from healthhut.gateway.clock import ClockCheck
+from healthhut.gateway.clock import ClockCheck, RecordClock
 from healthhut.gateway.identity import SessionBook
 from healthhut.gateway.outbox import Outbox
 from healthhut.gateway.state import GatewayState
@@ -41,6 +48,10 @@ log = logging.getLogger(__name__)
 ERROR_REPORT_INTERVAL_S = 10.0
 # Strips are re-anchored to arrival time when the device's pace and ours differ by more than this.
 STRIP_DRIFT_LIMIT = timedelta(seconds=1)
+# A reading with one of these says nobody is on the device: its measurement run has ended.
+NOBODY_ATTACHED = frozenset({Flag.FINGER_OUT, Flag.LEAD_OFF})
+# RACP answers that end a Report Stored Records in full: every record the meter held was sent.
+TRANSFER_COMPLETE = frozenset({ResponseCode.SUCCESS, ResponseCode.NO_RECORDS_FOUND})
 
 
 class DeviceSession:
@@ -87,6 +98,13 @@ class DeviceSession:
         self._recording = 0
         # Where the next clockless strip starts: strips of one connection follow each other exactly.
         self._next_strip_start: dict[str, datetime] = {}
+        # A device that keeps records: its clock is judged per RACP transfer, whose readings wait for its end.
+        self.record_clock = RecordClock(self.clock_check, started_at=clock())
+        self._transfer: list[tuple[Reading, datetime]] = []
+        # The device's measurement run: from when it began to send after a silence (or connected), until it
+        # goes quiet, disconnects or says nobody is on it. Who it measures is settled by the run's start too.
+        self._run_began: datetime | None = None
+        self._last_heard: datetime | None = None
 
     async def _open(self) -> ByteStream:
         path = getattr(self.config, "path", None)
@@ -118,6 +136,7 @@ class DeviceSession:
             backoff.reset()
             self.connected = True
             self._next_strip_start.clear()
+            self._run_starts(self.clock())
             await self.outbox.event("connected", self.device)
             try:
                 await self._read(stream)
@@ -126,6 +145,7 @@ class DeviceSession:
                 self._note_error(f"disconnected: {exc}", count=0)
             finally:
                 self.connected = False
+                self._run_ends()
                 await stream.close()
             await self.outbox.event("disconnected", self.device)
             await backoff.wait()
@@ -168,32 +188,75 @@ class DeviceSession:
 
     async def _ble_event(self, event: BleEvent, decoder: GattDecoder) -> None:
         if isinstance(event, BleValue):
-            self.last_contact = self.clock()
+            now = self.last_contact = self.clock()
+            self._heard(now)
             errors = decoder.frame_errors
-            for reading in decoder.on_value(event.characteristic, event.data):
-                await self.handle(reading)
+            readings = decoder.on_value(event.characteristic, event.data)
+            if self.keeps_records:
+                # A record's clock is judged with the whole transfer (RecordClock): it waits for the answer.
+                self._transfer.extend((reading, now) for reading in readings)
+                if event.characteristic == RECORD_ACCESS_CONTROL_POINT:
+                    answered = decoder.frame_errors == errors and _transfer_complete(decoder)
+                    await self._settle_transfer(now, complete=answered)
+            else:
+                for reading in readings:
+                    await self.handle(reading)
             if decoder.frame_errors > errors:
                 self._note_error("malformed values", decoder.frame_errors - errors)
                 await self.outbox.event("device_error", self.device, malformed_values=decoder.frame_errors - errors)
         elif isinstance(event, BleConnected):
             self.connected = True
             self._next_strip_start.clear()
+            self._run_starts(self.clock())
             await self.outbox.event("connected", self.device)
         elif isinstance(event, BleDisconnected):
             self.connected = False
+            self._run_ends()
             # A measurement held back for its context (glucose) must not be lost with the link.
             flush = getattr(decoder, "flush", None)
-            for reading in flush() if callable(flush) else []:
-                await self.handle(reading)
+            held = flush() if callable(flush) else []
+            if self.keeps_records:
+                now = self.clock()
+                self._transfer.extend((reading, now) for reading in held)
+                await self._settle_transfer(now, complete=False)
+            else:
+                for reading in held:
+                    await self.handle(reading)
             await self.outbox.event("disconnected", self.device)
         elif event.failures in (3, 10) or event.failures % 50 == 0:
             # A device that keeps failing is a job for a technician; say so, but not on every attempt.
             self._note_error(f"{event.failures} failed connection attempts in a row")
             await self.outbox.event("device_error", self.device, connect_failures=event.failures)
 
+    async def _settle_transfer(self, now: datetime, *, complete: bool) -> None:
+        """Judge the clock of the records that arrived since the last RACP answer, then spool them."""
+        records, self._transfer = self._transfer, []
+        if not records and not complete:
+            return
+        verdicts = self.record_clock.judge(
+            [(r.measured_at, at, Flag.CLOCK_UNVERIFIED in r.flags) for r, at in records],
+            complete=complete,
+            ended_at=now,
+        )
+        for (reading, arrived), clock_flags in zip(records, verdicts, strict=True):
+            await self.handle(reading, received_at=arrived, clock_flags=clock_flags)
+
     def _note_error(self, what: str, count: int = 1) -> None:
         self.errors += count
         self.last_error = what[:200]
+
+    def _run_starts(self, now: datetime) -> None:
+        self._run_began = self._last_heard = now
+
+    def _run_ends(self) -> None:
+        self._run_began = self._last_heard = None
+
+    def _heard(self, now: datetime) -> None:
+        """The device sent something: it continues its run, or begins one after a silence."""
+        quiet = self.residents.ambiguity if self.residents is not None else timedelta(seconds=10)
+        if self._last_heard is None or now - self._last_heard > quiet:
+            self._run_began = now
+        self._last_heard = now
 
     async def _read(self, stream: ByteStream) -> None:
         decoder = self.spec.decoder(self.config)
@@ -233,6 +296,7 @@ class DeviceSession:
         while True:
             data = await stream.read()
             self.last_contact = self.clock()
+            self._heard(self.last_contact)
             for reading in decoder.feed(data):
                 await self.handle(reading)
             now = time.monotonic()
@@ -272,12 +336,18 @@ class DeviceSession:
         self.readings += 1
         self.residents.admit_card(pseudonym, f"scanner:{self.config.name}")
 
-    async def handle(self, reading: Reading) -> None:
+    async def handle(
+        self, reading: Reading, *, received_at: datetime | None = None, clock_flags: frozenset[Flag] | None = None
+    ) -> None:
         """Check one decoded reading and spool it: a strip (and what its analysis found), or a spot
-        observation, at most one per report interval."""
-        now = self.clock()
-        clock_flags = self.clock_check.flags(reading.measured_at, now)
+        observation, at most one per report interval. ``received_at`` and ``clock_flags``: when it arrived and
+        what is known of its clock, when that was settled before (a stored record, see RecordClock)."""
+        now = received_at or self.clock()
+        if clock_flags is None:
+            clock_flags = self.clock_check.flags(reading.measured_at, now)
         subject, subject_flags = self._attribute(reading, now, clock_flags)
+        if reading.flags & NOBODY_ATTACHED:
+            self._last_heard = None  # whatever it sends next begins a new run
         clock_flags = clock_flags | subject_flags
         if reading.strip is not None:
             expected = self._next_strip_start.get(reading.strip.channel)
@@ -314,16 +384,28 @@ class DeviceSession:
     def _attribute(
         self, reading: Reading, now: datetime, clock_flags: frozenset[Flag]
     ) -> tuple[Subject | None, frozenset[Flag]]:
-        """The resident this reading belongs to, by its device time when that time is trusted."""
+        """The resident this reading belongs to, by its device time when that time is trusted.
+
+        Never a guess (see SessionBook.attribute): a trusted device time may be off by the clock check's
+        limit, and a reading of a device that measures live may have been taken at any moment since its
+        measurement run began. When that window meets another resident's session, the reading is anonymous
+        and flagged subject_conflict."""
         if self.residents is None:
             return None, frozenset()
-        trusted = reading.measured_at if Flag.CLOCK_UNVERIFIED not in clock_flags else None
-        if trusted is None and reading.measured_at is not None and self.keeps_records:
+        untrusted = Flag.CLOCK_UNVERIFIED in clock_flags | reading.flags
+        trusted = None if untrusted else reading.measured_at
+        if trusted is None and self.keeps_records:
             # A meter's memory holds readings of earlier days, sent again at each connection: without a
             # trusted device time nothing says this one was taken by whoever is signed in now.
             log.warning("device %s: a stored record without a trusted time is kept anonymous", self.config.name)
             return None, frozenset()
-        attribution = self.residents.attribute(now, trusted)
+        attribution = self.residents.attribute(
+            now,
+            trusted,
+            clock_margin=self.clock_check.max_device_skew,
+            # A stored record was not taken during the current run; a live measurement was.
+            since=None if self.keeps_records else self._run_began,
+        )
         if attribution.conflict:
             log.warning("device %s: a reading between two residents' sessions is kept anonymous", self.config.name)
             return None, frozenset({Flag.SUBJECT_CONFLICT})
@@ -369,6 +451,16 @@ class DeviceSession:
         start = expected if expected is not None and abs(expected - by_arrival) <= STRIP_DRIFT_LIMIT else by_arrival
         self._next_strip_start[channel] = start + timedelta(seconds=seconds)
         return start
+
+
+def _transfer_complete(decoder: GattDecoder) -> bool:
+    """Did the meter's last RACP answer end a Report Stored Records in full?"""
+    answer = getattr(decoder, "last_racp_response", None)
+    return (
+        isinstance(answer, RacpValue)
+        and answer.request_op_code == OpCode.REPORT_STORED_RECORDS
+        and answer.response_code in TRANSFER_COMPLETE
+    )
 
 
 async def run_forever(sessions: list[DeviceSession]) -> None:

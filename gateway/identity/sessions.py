@@ -4,11 +4,15 @@
   ``idle_timeout`` after its last activity (its start, or a reading attributed to it).
 - A reading belongs to the session that was active at its measurement time: the device's own time
   when the device has a trusted clock (a glucose record fetched later through RACP lands in the
-  session in which it was measured), otherwise the time it arrived.
+  session in which it was measured, even one that has ended), otherwise the time it arrived.
 - A reading outside every session is anonymous.
-- A reading that arrived without a device time within ``ambiguity`` of one session ending and another
-  starting could be either resident's (a cuff started by one and read after the next scanned their
-  card): it is kept anonymous and flagged ``subject_conflict``. Never guess.
+- Never guess. A reading's measurement time is known only within a window, and when that window
+  touches the session of a resident other than its owner, the reading is kept anonymous and flagged
+  ``subject_conflict``. The window is, for a trusted device time, that time give or take how far the
+  device's clock may be off (``clock_margin``: the clock check's limit), and never after the reading
+  arrived; without one, the ``ambiguity`` before its arrival. The device session widens it back to
+  the start of the device's measurement run (``since``): a cuff inflating for resident A, or an
+  oximeter streaming on A's finger, is still measuring A after B scans a card, until it goes quiet.
 
 Sessions hold the pseudonym and the profile, never the raw identifier. Ended sessions are kept for
 ``history`` so that late readings can still be attributed by time.
@@ -82,6 +86,10 @@ class Session:
     def covers(self, at: datetime) -> bool:
         return self.started_at <= at and (self.ended_at is None or at < self.ended_at)
 
+    def meets(self, earliest: datetime, latest: datetime) -> bool:
+        """Was this session active at some moment from ``earliest`` to ``latest``?"""
+        return self.started_at <= latest and (self.ended_at is None or earliest < self.ended_at)
+
     def subject(self, at: datetime) -> Subject:
         return Subject(
             pseudonym=self.pseudonym,
@@ -101,6 +109,8 @@ class Attribution:
 @dataclass
 class SessionBook:
     idle_timeout: timedelta = timedelta(minutes=5)
+    # How long before its arrival a reading without a device time may have been taken; a device silent
+    # this long has ended its measurement run (see DeviceSession).
     ambiguity: timedelta = timedelta(seconds=10)
     history: timedelta = timedelta(hours=24)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
@@ -150,29 +160,39 @@ class SessionBook:
     def _forget(self, now: datetime) -> None:
         self._sessions = [s for s in self._sessions if s.ended_at is None or now - s.ended_at < self.history]
 
-    def attribute(self, received_at: datetime, device_time: datetime | None = None) -> Attribution:
-        """Whose reading this is. ``device_time``: the device's own measurement time, when trusted."""
+    def attribute(
+        self,
+        received_at: datetime,
+        device_time: datetime | None = None,
+        *,
+        clock_margin: timedelta = timedelta(0),
+        since: datetime | None = None,
+    ) -> Attribution:
+        """Whose reading this is. ``device_time``: the device's own measurement time, when trusted, and
+        ``clock_margin`` how far that clock may be off; ``since``: when the device's measurement run began.
+
+        The owner is the session at the measurement time (the device time, but never after the reading
+        arrived). The reading is a conflict when its window (see the module docstring) meets the session of
+        a resident other than the owner; outside every session it is anonymous, and a conflict when the
+        window meets two residents' sessions."""
         self.expire(received_at)
-        at = device_time or received_at
+        if device_time is not None:
+            at = min(device_time, received_at)
+            earliest, latest = device_time - clock_margin, min(device_time + clock_margin, received_at)
+        else:
+            at, earliest, latest = received_at, received_at - self.ambiguity, received_at
+        if since is not None:
+            earliest = min(earliest, since)
+        earliest = min(earliest, at)
         owner = next((s for s in reversed(self._sessions) if s.covers(at)), None)
-        if device_time is None and self._changed_near(at, owner):
-            return Attribution(conflict=True)
+        present = {s.pseudonym for s in self._sessions if s.meets(earliest, latest)}
         if owner is None:
-            return Attribution()
+            return Attribution(conflict=len(present) > 1)
+        if present - {owner.pseudonym}:
+            return Attribution(conflict=True)
         if owner.ended_at is None:
             owner.last_activity = max(owner.last_activity, received_at)
         return Attribution(owner.subject(at), owner.id)
-
-    def _changed_near(self, at: datetime, owner: Session | None) -> bool:
-        """Did another resident's session end within ``ambiguity`` before ``at``, while the reading's
-        owner by arrival time is someone else? (Outside every session a reading is simply anonymous.)"""
-        if owner is None:
-            return False
-        window_start = at - self.ambiguity
-        return any(
-            s.pseudonym != owner.pseudonym and s.ended_at is not None and window_start <= s.ended_at <= at
-            for s in self._sessions
-        )
 
     def admit_card(self, pseudonym: str, source: str) -> Session | None:
         """A card was read: start its resident's session with the roster's profile. A card that is not
