@@ -71,6 +71,13 @@ async def test_the_raw_identifier_is_nowhere_but_its_pseudonym_is_on_the_session
             programs.start("collector", "hut-collector", "run", "--config", str(tmp_path / "collector.toml"))
             await asyncio.to_thread(programs.wait_for_log, "collector", "subscribed")
             programs.start("sim", "hut-sim", "play", "contec-cms50", "--link", str(tmp_path / "ox"), "-q")
+            if source == "scanner":
+                # The scanner's pty is there before the gateway starts, so the gateway opens it at once (an
+                # absent device is retried with a backoff of up to 10 s), and the code is typed only after
+                # the anonymous readings below.
+                scan = ["--link", str(tmp_path / "cards"), "--code", RESIDENT, "--interval", "20", "--hold", "1"]
+                scanner = programs.start("scanner", "hut-sim", "scan", *scan)
+                await asyncio.to_thread(programs.wait_for_log, "scanner", "scanner on")
             programs.start(
                 "gateway", "hut-gateway", "run", "--config", str(tmp_path / "gateway.toml"), "--log-level", "debug"
             )
@@ -87,8 +94,8 @@ async def test_the_raw_identifier_is_nowhere_but_its_pseudonym_is_on_the_session
                     async with http.post(url, json=body) as response:
                         assert response.status == 201, await response.text()
                 else:
-                    scan = ["--link", str(tmp_path / "cards"), "--code", RESIDENT, "--interval", "1.5", "--hold", "1"]
-                    scanner = programs.start("scanner", "hut-sim", "scan", *scan)
+                    opened = [p for p in wire if b'"connected"' in p and b'"id-scanner"' in p]
+                    assert opened, "the gateway had not opened the card scanner before its code was typed"
                     assert await asyncio.to_thread(scanner.wait, 60) == 0, programs.log("scanner")
                 await eventually(lambda: tagged().count(pseudonym) >= 3, within=30)
                 async with http.delete(url) as response:
