@@ -75,7 +75,8 @@ class IdentityConfig(FrozenConfig):
     # A session with no reading for this long ends by itself.
     idle_timeout_s: float = Field(default=300, gt=0)
     # A reading without a device time arriving this soon after one resident's session ended and
-    # another's began is nobody's: it is kept anonymous and flagged subject_conflict.
+    # another's began is nobody's: it is kept anonymous and flagged subject_conflict. A live device
+    # silent this long has ended its measurement run (see gateway/identity/sessions.py).
     ambiguity_s: float = Field(default=10, ge=0)
 
     @field_validator("kiosk_host")

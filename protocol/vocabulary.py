@@ -45,8 +45,9 @@ class Flag(StrEnum):
     # The device marked a value as not a number (IEEE-11073 NaN/NRes/±INF, or a vendor's "invalid"
     # sentinel). The value is left out of the reading; this flag says why it is missing.
     VALUE_UNAVAILABLE = "value_unavailable"
-    # Two residents' sessions met around this reading's time and it carries no device time to settle
-    # whose it is: it is kept anonymous, never guessed.
+    # The time this reading may have been taken (its device time give or take the clock limit, or the
+    # moments before it arrived, back to the start of a live device's measurement run) meets two
+    # residents' sessions: it is kept anonymous, never guessed.
     SUBJECT_CONFLICT = "subject_conflict"
 
 
