@@ -5,14 +5,11 @@ tests look at the observations there. One test runs the whole path over real ble
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -36,6 +33,7 @@ from healthhut.gateway.transports import BleCentral, BleConnected, BleDisconnect
 from healthhut.protocol import Flag, Kind, Observation
 from tests.ble.test_transport import FAST, GLUCOSE_SERVICES
 from tests.conftest import eventually
+from tests.gateway.test_tls import running
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 11, 22, 1, 0, tzinfo=UTC)
@@ -422,18 +420,6 @@ def fake_bluez(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fake
     with FakeBlueZ(tmp_path / "bluez", advertise_interval=0.05) as fake:
         monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", fake.bus_address)
         yield fake
-
-
-@contextlib.asynccontextmanager
-async def running(*coroutines: Coroutine[Any, Any, Any]) -> AsyncIterator[None]:
-    tasks = [asyncio.create_task(c) for c in coroutines]
-    try:
-        yield
-    finally:
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 async def test_over_ble_a_record_of_a_session_that_ended_reaches_the_spool_as_its_residents(
