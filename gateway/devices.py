@@ -252,9 +252,11 @@ class DeviceSession:
         self._run_began = self._last_heard = None
 
     def _heard(self, now: datetime) -> None:
-        """The device sent something: it continues its run, or begins one after a silence."""
-        quiet = self.residents.ambiguity if self.residents is not None else timedelta(seconds=10)
-        if self._last_heard is None or now - self._last_heard > quiet:
+        """The device sent something: it continues its run, or begins one after a silence. (Runs matter
+        only for whose readings these are: without sessions there is nothing to keep.)"""
+        if self.residents is None:
+            return
+        if self._last_heard is None or now - self._last_heard > self.residents.ambiguity:
             self._run_began = now
         self._last_heard = now
 

@@ -29,10 +29,10 @@ from healthhut.collector.config import AlertingConfig, CollectorConfig
 from healthhut.devstack import LocalStack, free_port
 from healthhut.protocol import Device, Kind, Observation, Quantity, Reading, Subject, observation_from_reading
 from healthhut.protocol.pki import CertificateAuthority, ensure_private_key, make_request
-from tests.alert_servers import RELAY_PASSWORD, RELAY_USER, Mailbox, Receiver, smtp_server
+from tests.alert_servers import Mailbox, Receiver, smtp_server
 from tests.collector.test_alerting_service import (
-    SECRET,
     batch,
+    channels,
     collector,
     config,
     listening,
@@ -91,15 +91,7 @@ async def test_an_anonymous_hypoglycaemia_reaches_only_its_huts_staff_and_in_a_s
     now = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=2)
     async with smtp_server(mailbox, certificate) as smtp_port:
         alerting = {
-            "webhook": {"url": receiver.url, "secret_file": str(write(tmp_path / "webhook.key", SECRET.decode()))},
-            "email": {
-                "host": "127.0.0.1",
-                "port": smtp_port,
-                "sender": "alerts@healthhut.example.org",
-                "username": RELAY_USER,
-                "password_file": str(write(tmp_path / "smtp.pw", RELAY_PASSWORD)),
-                "ca_file": str(certificate / "cert.pem"),
-            },
+            **channels(tmp_path, receiver, smtp_port, certificate),
             "http": {"host": "127.0.0.1", "port": 0},
             "contacts": contacts(tmp_path, hut_a, hut_b),
         }

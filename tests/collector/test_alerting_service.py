@@ -175,6 +175,21 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
+def channels(tmp_path: Path, receiver: Receiver, smtp_port: int, certificate: Path) -> dict[str, Any]:
+    """[alerting] webhook and email settings for the test receiver and the STARTTLS relay."""
+    return {
+        "webhook": {"url": receiver.url, "secret_file": str(write(tmp_path / "webhook.key", SECRET.decode()))},
+        "email": {
+            "host": "127.0.0.1",
+            "port": smtp_port,
+            "sender": "alerts@healthhut.example.org",
+            "username": RELAY_USER,
+            "password_file": str(write(tmp_path / "smtp.pw", RELAY_PASSWORD)),
+            "ca_file": str(certificate / "cert.pem"),
+        },
+    }
+
+
 @pytest.mark.timeout(90)
 async def test_an_emergency_reaches_webhook_email_and_mqtt_and_is_acknowledged_once(
     stack: LocalStack,
@@ -187,15 +202,7 @@ async def test_an_emergency_reaches_webhook_email_and_mqtt_and_is_acknowledged_o
     mailbox = Mailbox()
     async with smtp_server(mailbox, certificate) as smtp_port:
         alerting = {
-            "webhook": {"url": receiver.url, "secret_file": str(write(tmp_path / "webhook.key", SECRET.decode()))},
-            "email": {
-                "host": "127.0.0.1",
-                "port": smtp_port,
-                "sender": "alerts@healthhut.example.org",
-                "username": RELAY_USER,
-                "password_file": str(write(tmp_path / "smtp.pw", RELAY_PASSWORD)),
-                "ca_file": str(certificate / "cert.pem"),
-            },
+            **channels(tmp_path, receiver, smtp_port, certificate),
             "http": {"host": "127.0.0.1", "port": 0, "public_url": "https://alerts.example.org"},
             "contacts": [
                 {
