@@ -66,11 +66,28 @@ def test_prefix_prints_what_would_change_the_machine(installed: Installed) -> No
     assert commands == [
         r"useradd --system --user-group --home-dir /var/lib/healthhut --no-create-home --shell /usr/sbin/nologin"
         r" --comment health\ hut\ services healthhut",
-        r"usermod --append --groups dialout\,bluetooth healthhut",
+        r"usermod --append --groups dialout\,bluetooth\,input healthhut",
         "modprobe --all usbserial cdc_acm",
         "systemctl daemon-reload",
         "systemctl enable hut-gateway.service hut-collector.service",
     ]
+
+
+def test_every_group_the_gateway_unit_names_exists_and_holds_the_user(installed: Installed) -> None:
+    """systemd will not start a unit whose SupplementaryGroups= names a missing group (status 216/GROUP)."""
+    (line,) = [x for x in (ROOT / "systemd/hut-gateway.service").read_text().splitlines() if x.startswith("Supp")]
+    wanted = line.split("=", 1)[1].split()
+    present = {
+        name
+        for name in wanted
+        if subprocess.run(["getent", "group", name], check=False, capture_output=True).returncode == 0
+    }
+    commands = would_run(installed.output)
+    assert [c for c in commands if c.startswith("groupadd")] == [
+        f"groupadd --system {g}" for g in wanted if g not in present
+    ]
+    (usermod,) = [c for c in commands if c.startswith("usermod")]
+    assert usermod.split()[3].split("\\,") == wanted
 
 
 def test_installed_programs_accept_the_installed_configs(installed: Installed) -> None:
