@@ -3,7 +3,8 @@
 ``scripts/demo`` runs this after installing what is missing. Plain, it plays two oximeters and prints what
 reached InfluxDB, read back from InfluxDB itself, not from any program's own counters. With ``--scenario``
 it plays clinical scenarios (``healthhut.devstack.scenarios``) with alerting on and judges each by the
-alerts that really arrived: at a signed webhook (its own receiver, or ``--alert-webhook``) and on MQTT.
+alerts that really arrived: at a signed webhook (its own receiver, or ``--alert-webhook``), on MQTT, and on
+the hut staff's topic (``scenarios.expectation``: what a host clock that is not NTP-synchronised changes).
 """
 
 from __future__ import annotations
@@ -32,10 +33,12 @@ import aiomqtt
 from aiohttp import web
 
 from healthhut.collector.alerting.channels import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from healthhut.collector.alerting.service import staff_topic
 from healthhut.devstack.fakebluez import FakeBlueZ
 from healthhut.devstack.programs import MODULES, Programs
-from healthhut.devstack.scenarios import SCENARIOS, DemoScenario, SimDevice
+from healthhut.devstack.scenarios import SCENARIOS, DemoScenario, Expectation, SimDevice, expectation
 from healthhut.devstack.servers import Influxd1, LocalStack, ServerError, free_port
+from healthhut.gateway.clock import kernel_clock_synchronised
 from healthhut.protocol import Observation, ObservationBatch, StoreAck, decode, decode_ack, hut_topic
 from healthhut.protocol.topics import ALERTS
 
@@ -219,7 +222,7 @@ class ReceivedAlert:
 
     document: Mapping[str, Any]
     arrived_at: float  # time.time() at receipt
-    channel: str  # "webhook" or "mqtt"
+    channel: str  # "webhook", "mqtt", or "staff" (MQTT, the hut staff's topic: anonymous readings' alerts)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -237,7 +240,8 @@ class ReceivedAlert:
 @dataclass
 class Watch:
     """What the demo sees of one hut while a scenario runs: its observation messages (kept byte for byte, to
-    send again), the collector's confirmations and commands to it, and its alerts on both channels."""
+    send again), the collector's confirmations and commands to it, its alerts on both channels, and the
+    alerts for its own staff (MQTT only: they never go to the webhook)."""
 
     hut_id: str
     obs_messages: list[tuple[str, bytes]] = field(default_factory=list)
@@ -246,6 +250,7 @@ class Watch:
     acks: list[tuple[float, StoreAck]] = field(default_factory=list)
     webhook: list[ReceivedAlert] = field(default_factory=list)
     mqtt: list[ReceivedAlert] = field(default_factory=list)
+    staff: list[ReceivedAlert] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     news: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -268,7 +273,9 @@ class Watch:
 @dataclass
 class ScenarioResult:
     """One scenario's verdict and everything it was judged on. ``alerts`` are the documents of the channel
-    the demo trusts: its signed webhook, or MQTT when the webhook is someone else's (``--alert-webhook``)."""
+    the demo trusts: its signed webhook, or MQTT when the webhook is someone else's (``--alert-webhook``);
+    ``staff_alerts`` those on the hut staff's topic. ``expect`` is what it was judged by, for this host's
+    clock (``clock_synchronised``, as the kernel said)."""
 
     name: str
     hut_id: str
@@ -276,9 +283,12 @@ class ScenarioResult:
     reason: str
     alerts: list[ReceivedAlert]
     mqtt_alerts: list[ReceivedAlert]
+    staff_alerts: list[ReceivedAlert]
     commands: list[dict[str, Any]]
     observations: int
     started_at: float
+    expect: Expectation
+    clock_synchronised: bool | None
     expected_after_s: float | None = None
     resent: int = 0
     confirmed_again: int = 0
@@ -386,12 +396,14 @@ def start_program(
 
 
 async def watch_hut(watch: Watch, port: int, ready: asyncio.Event) -> None:
-    """Subscribe to the hut's observations, confirmations and commands and to its alerts, and keep them."""
+    """Subscribe to the hut's observations, confirmations and commands and to its alerts (its staff's too),
+    and keep them."""
     hut = watch.hut_id
+    staff = staff_topic(hut)
     async with aiomqtt.Client(
         "127.0.0.1", port, identifier=f"demo-watch-{hut}"[:64], protocol=aiomqtt.ProtocolVersion.V5
     ) as client:
-        for topic in (hut_topic(hut, "obs"), hut_topic(hut, "ack"), hut_topic(hut, "cmd"), f"{ALERTS}/{hut}"):
+        for topic in (hut_topic(hut, "obs"), hut_topic(hut, "ack"), hut_topic(hut, "cmd"), f"{ALERTS}/{hut}", staff):
             await client.subscribe(topic, qos=1)
         ready.set()
         async for message in client.messages:
@@ -407,6 +419,8 @@ async def watch_hut(watch: Watch, port: int, ready: asyncio.Event) -> None:
                 watch.acks.append((at, decode_ack(payload)))
             elif topic.endswith("/cmd"):
                 watch.commands.append(json.loads(payload))
+            elif topic == staff:
+                watch.staff.append(ReceivedAlert(json.loads(payload), at, "staff"))
             else:
                 watch.mqtt.append(ReceivedAlert(json.loads(payload), at, "mqtt"))
             watch.heard()
@@ -445,12 +459,14 @@ def _matches(rule: str, expected: Sequence[str]) -> bool:
 
 
 class Judge:
-    """Whether a scenario has shown what it should, and what it must not."""
+    """Whether a scenario has shown what it should, and what it must not, by ``expect`` (the scenario's
+    expectation for this host's clock, ``scenarios.expectation``)."""
 
-    def __init__(self, scenario: DemoScenario, watch: Watch, trusted: str) -> None:
+    def __init__(self, scenario: DemoScenario, watch: Watch, trusted: str, expect: Expectation) -> None:
         self.scenario = scenario
         self.watch = watch
         self.trusted = trusted
+        self.expect = expect
 
     @property
     def alerts(self) -> list[ReceivedAlert]:
@@ -459,15 +475,19 @@ class Judge:
     def clinician(self) -> list[ReceivedAlert]:
         return [a for a in self.alerts if a.document.get("audience") == "clinician"]
 
-    def fired(self, rule: str) -> ReceivedAlert | None:
+    def fired(self, rule: str, audience: str = "clinician") -> ReceivedAlert | None:
+        """The first "fired" alert of ``rule`` for a clinician, or for the hut's staff (``"hut_staff"``)."""
+        alerts = self.watch.staff if audience == "hut_staff" else self.clinician()
         return next(
-            (
-                a
-                for a in self.clinician()
-                if a.document.get("event") == "fired" and _matches(str(a.document["rule"]), (rule,))
-            ),
+            (a for a in alerts if a.document.get("event") == "fired" and _matches(str(a.document["rule"]), (rule,))),
             None,
         )
+
+    def expected(self) -> list[tuple[str, str]]:
+        """(audience, rule) of every alert that must fire."""
+        return [("clinician", rule) for rule in self.expect.clinician] + [
+            ("hut_staff", rule) for rule in self.expect.hut_staff
+        ]
 
     def quality_seen(self, flag: str) -> int:
         """Commands and technician alerts that name ``flag``."""
@@ -485,17 +505,26 @@ class Judge:
         """What already fails the scenario, whatever else happens."""
         if self.watch.refused:
             return f"{len(self.watch.refused)} webhook request(s) with a bad signature"
-        expect = self.scenario.expect
+        expect = self.expect
         for alert in self.clinician():
             rule = str(alert.document.get("rule"))
             if not _matches(rule, expect.clinician):
                 return f"unexpected clinician alert {rule} {alert.document.get('severity')}"
+        for alert in [*self.watch.webhook, *self.watch.mqtt]:
+            if alert.document.get("audience") == "hut_staff":
+                return f"hut-staff alert {alert.document.get('rule')} by {alert.channel}, a clinicians' channel"
+        for alert in self.watch.staff:
+            rule = str(alert.document.get("rule"))
+            if alert.document.get("subject") is not None:
+                return f"hut-staff alert {rule} names a subject: the hut's staff must get anonymous readings only"
+            if not _matches(rule, expect.hut_staff):
+                return f"unexpected hut-staff alert {rule} {alert.document.get('severity')}"
         return None
 
     def done(self, elapsed: float) -> bool:
-        expect = self.scenario.expect
-        if expect.clinician:
-            return all(self.fired(rule) is not None for rule in expect.clinician)
+        expect = self.expect
+        if expected := self.expected():
+            return all(self.fired(rule, audience) is not None for audience, rule in expected)
         counts = self.watch.observations_by_device()
         enough = all(counts.get(d.name, 0) >= expect.min_observations for d in self.scenario.devices)
         if expect.quality:
@@ -503,9 +532,10 @@ class Judge:
         return enough and elapsed >= expect.min_s
 
     def missing(self) -> str:
-        expect = self.scenario.expect
-        if expect.clinician:
-            return "no " + ", ".join(rule for rule in expect.clinician if self.fired(rule) is None) + " alert"
+        expect = self.expect
+        if expected := self.expected():
+            absent = [f"{audience} {rule}" for audience, rule in expected if self.fired(rule, audience) is None]
+            return "no " + ", ".join(absent) + " alert"
         counts = self.watch.observations_by_device()
         short = [f"{d.name} {counts.get(d.name, 0)}" for d in self.scenario.devices]
         quality = [f"{flag}: {self.quality_seen(flag)}" for flag in expect.quality]
@@ -527,8 +557,9 @@ def _progress(name: str, elapsed: float, watch: Watch, judge: Judge) -> str:
     for obs in watch.observations:
         kinds[obs.kind.value] = kinds.get(obs.kind.value, 0) + 1
     seen = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "none yet"
+    staff = f" and {len(watch.staff)} for the hut's staff" if watch.staff else ""
     return (
-        f"  {name} {elapsed:>4.0f} s: observations {seen}; {len(judge.alerts)} alert(s), "
+        f"  {name} {elapsed:>4.0f} s: observations {seen}; {len(judge.alerts)} alert(s){staff}, "
         f"{len(watch.commands)} command(s) to the hut"
     )
 
@@ -544,6 +575,10 @@ async def run_scenario(
     """Play ``scenario`` against a running ``stack`` (mosquitto and influxd): its own collector (alerting on),
     gateway, fake BlueZ and hut-sim devices under ``folder``, with a hut id of its own; judge it; then send
     its observation messages again and count the alerts that adds.
+
+    The scenario is judged by what the hut really does on this host: the kernel is asked, as the gateway
+    asks it, whether the clock is NTP-synchronised (``scenarios.expectation``), and the demo says so when
+    that changes who is alerted.
 
     The result holds every alert document received, each with the ``time.time()`` it arrived, so that
     arrival minus the document's ``received_at`` is the way from the gateway to the clinician.
@@ -582,7 +617,9 @@ class ScenarioRun:
         self.alert_webhook = alert_webhook
         self.say = say
         self.watch = Watch(hut_id)
-        self.judge = Judge(scenario, self.watch, "mqtt" if alert_webhook else "webhook")
+        self.clock_synchronised = kernel_clock_synchronised()
+        self.expect = expectation(scenario, self.clock_synchronised)
+        self.judge = Judge(scenario, self.watch, "mqtt" if alert_webhook else "webhook", self.expect)
         folder.mkdir(parents=True, exist_ok=True)
         self.secret_file = folder / "webhook.key"
         _write_secret(self.secret_file, 32)
@@ -598,9 +635,12 @@ class ScenarioRun:
             reason=reason,
             alerts=list(self.judge.alerts),
             mqtt_alerts=list(self.watch.mqtt),
+            staff_alerts=list(self.watch.staff),
             commands=list(self.watch.commands),
             observations=len(self.watch.observations),
             started_at=self.started,
+            expect=self.expect,
+            clock_synchronised=self.clock_synchronised,
             secret_file=self.secret_file,
             **more,
         )
@@ -613,6 +653,8 @@ class ScenarioRun:
                 url = await resources.enter_async_context(webhook_receiver(self.secret, self.watch))
             self.say(f"scenario {self.scenario.name}: {self.scenario.description}")
             self.say(f"  hut {self.hut_id}; alerts go to {url}, signed with the key in {self.secret_file}")
+            if self.expect.note:
+                self.say(f"  expected here: {self.expect.note}")
             bluez: FakeBlueZ | None = None
             if any(d.link == "ble" for d in self.scenario.devices):
                 bluez = await asyncio.to_thread(FakeBlueZ(self.folder / "bluez").start)
@@ -725,19 +767,22 @@ class ScenarioRun:
         return self.result(True, self._success(time.time() - self.started), expected_after_s=self._expected_after())
 
     def _expected_after(self) -> float | None:
-        arrivals = [a.arrived_at for rule in self.scenario.expect.clinician if (a := self.judge.fired(rule))]
+        arrivals = [a.arrived_at for audience, rule in self.judge.expected() if (a := self.judge.fired(rule, audience))]
         return max(arrivals) - self.started if arrivals else None
 
     def _success(self, elapsed: float) -> str:
-        expect = self.scenario.expect
-        if expect.clinician:
+        expect = self.expect
+        if expected := self.judge.expected():
             parts = []
-            for rule in expect.clinician:
-                alert = self.judge.fired(rule)
+            for audience, rule in expected:
+                alert = self.judge.fired(rule, audience)
                 assert alert is not None
                 doc = alert.document
-                parts.append(f"{doc['rule']} {doc['severity']} after {alert.arrived_at - self.started:.0f} s")
-            return "clinician alert " + ", ".join(parts)
+                whom = "clinician alert" if audience == "clinician" else "hut-staff alert (anonymous)"
+                parts.append(f"{whom} {doc['rule']} {doc['severity']} after {alert.arrived_at - self.started:.0f} s")
+            if not expect.clinician:
+                parts.append("no clinician alert")
+            return ", ".join(parts)
         if expect.quality:
             seen = ", ".join(f"{self.judge.quality_seen(flag)} for {flag}" for flag in expect.quality)
             technician = sum(a.document.get("audience") == "technician" for a in self.judge.alerts)
@@ -754,9 +799,10 @@ class ScenarioRun:
             await asyncio.to_thread(programs.stop, name)
         await asyncio.to_thread(programs.stop, "gateway")
         await self._quiet()
-        alerts_before, mqtt_before, commands_before = (
+        alerts_before, mqtt_before, staff_before, commands_before = (
             len(self.judge.alerts),
             len(self.watch.mqtt),
+            len(self.watch.staff),
             len(self.watch.commands),
         )
         messages = list(self.watch.obs_messages)
@@ -776,8 +822,8 @@ class ScenarioRun:
         while (confirmed := self._confirmed_since(resent_at) & seqs) != seqs and time.time() < deadline:
             await self.watch.next_news(deadline - time.time())
         await self._quiet()
-        # Nothing new on either channel: the trusted one, and MQTT as the cross-check.
-        new_alerts = len(self.judge.alerts) - alerts_before
+        # Nothing new on any channel: the trusted one, MQTT as the cross-check, and the hut staff's topic.
+        new_alerts = len(self.judge.alerts) - alerts_before + len(self.watch.staff) - staff_before
         if self.judge.trusted == "webhook":
             new_alerts += len(self.watch.mqtt) - mqtt_before
         new_commands = len(self.watch.commands) - commands_before
@@ -788,6 +834,7 @@ class ScenarioRun:
         verdict.redelivery = line
         verdict.resent, verdict.confirmed_again, verdict.new_after_resend = len(messages), len(confirmed), new_alerts
         verdict.alerts, verdict.mqtt_alerts = list(self.judge.alerts), list(self.watch.mqtt)
+        verdict.staff_alerts = list(self.watch.staff)
         verdict.commands = list(self.watch.commands)
         if new_alerts or new_commands:
             verdict.passed, verdict.reason = False, line
@@ -812,7 +859,7 @@ class ScenarioRun:
 def report(result: ScenarioResult, say: Callable[[str], None] = print) -> None:
     """Each alert received (rule, severity, audience, the messages, the attachments), the commands to the
     hut, and the verdict line."""
-    for alert in result.alerts:
+    for alert in [*result.alerts, *result.staff_alerts]:
         doc = alert.document
         latency = alert.latency_s
         via = f"{latency:.1f} s after the reading entered the gateway" if latency is not None else ""
@@ -880,7 +927,8 @@ def run_scenarios(names: Sequence[str], alert_webhook: str | None, keep: bool) -
     print("\nscenario              verdict  alerts  time to expected alert")
     for result in results:
         after = f"{result.expected_after_s:.0f} s" if result.expected_after_s is not None else "-"
-        print(f"{result.name:<21} {'PASS' if result.passed else 'FAIL':<8} {len(result.alerts):>6}  {after}")
+        alerts = len(result.alerts) + len(result.staff_alerts)
+        print(f"{result.name:<21} {'PASS' if result.passed else 'FAIL':<8} {alerts:>6}  {after}")
     failed = [r.name for r in results if not r.passed]
     print(f"demo FAILED: {', '.join(failed)}" if failed else "demo OK")
     return 1 if failed else 0

@@ -5,22 +5,29 @@ hut's observation messages are sent again.
 
 All eight scenarios take about six minutes and are marked slow; the hypertensive crisis (an emergency, which
 fires at once) runs by default, through the function and through the command line with ``--alert-webhook``.
+Each is judged by what the hut does on this machine: where its clock is not NTP-synchronised, a glucose
+meter's records stay anonymous and their alerts go to the hut's staff (``scenarios.expectation``, tested for
+both clock states without servers).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from healthhut.collector.alerting.channels import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from healthhut.devstack import LocalStack
-from healthhut.devstack.demo import ReceivedAlert, ScenarioResult, main, run_scenario
-from healthhut.devstack.scenarios import SCENARIOS, scenario
+from healthhut.devstack.demo import Judge, ReceivedAlert, ScenarioResult, Watch, main, run_scenario
+from healthhut.devstack.scenarios import SCENARIOS, Expectation, expectation, scenario
+from healthhut.gateway.clock import kernel_clock_synchronised
 from tests.alert_servers import Receiver
 
 QUALITY_SCENARIOS = {"lead-off": "lead_off", "motion-artifact": "motion_artifact"}
@@ -34,12 +41,30 @@ def check_result(result: ScenarioResult, lines: list[str]) -> None:
     """The facts every scenario must show, stated on the received documents, not on the demo's verdict."""
     spec = SCENARIOS[result.name]
     assert result.passed, "\n".join(lines + [f"--- {n}\n{t[-3000:]}" for n, t in result.logs.items()])
+    # Judged by what the hut does on this machine, whose kernel the gateway asks too; said when it differs.
+    expect = expectation(spec, kernel_clock_synchronised())
+    assert result.expect == expect
+    assert [line for line in lines if "expected here:" in line] == (
+        [f"  expected here: {expect.note}"] if expect.note else []
+    )
     rules = [str(a.document["rule"]) for a in clinician(result.alerts)]
-    if spec.expect.clinician:
+    if expect.clinician:
         fired = {a.document["rule"] for a in clinician(result.alerts) if a.document["event"] == "fired"}
-        assert fired == set(spec.expect.clinician), rules
+        assert fired == set(expect.clinician), rules
     else:
         assert rules == []
+    staff = [(a.document["event"], a.document["rule"]) for a in result.staff_alerts]
+    if expect.hut_staff:
+        fired = {a.document["rule"] for a in result.staff_alerts if a.document["event"] == "fired"}
+        assert fired == set(expect.hut_staff), staff
+        # Anonymous: nobody's pseudonym or age band, only on the hut staff's topic, and no clinician alert.
+        for alert in result.staff_alerts:
+            assert alert.document["audience"] == "hut_staff" and alert.channel == "staff", alert.document
+            assert alert.document["subject"] is None and alert.document["age_band"] is None, alert.document
+        assert clinician(result.alerts) == [] and clinician(result.mqtt_alerts) == []
+        assert all(a.document["audience"] != "hut_staff" for a in [*result.alerts, *result.mqtt_alerts])
+    else:
+        assert staff == []
     if result.name == "normal":
         assert result.alerts == [] and result.commands == []
     if result.name in QUALITY_SCENARIOS:
@@ -49,7 +74,7 @@ def check_result(result: ScenarioResult, lines: list[str]) -> None:
         # A command carries no value and no subject: the kiosk shows it to whoever stands there.
         assert all("values" not in c and "subject" not in c for c in quality)
         assert {a.document["audience"] for a in result.alerts} <= {"technician"}
-    for alert in result.alerts:
+    for alert in [*result.alerts, *result.staff_alerts]:
         document = alert.document
         assert document["hut_id"] == result.hut_id and document["message"] and document["message_en"]
         latency = alert.latency_s
@@ -158,3 +183,71 @@ def test_the_command_line_refuses_what_it_cannot_do(capsys: pytest.CaptureFixtur
         with pytest.raises(SystemExit) as refused:
             main(args)
         assert refused.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_the_expectation_follows_the_host_clock() -> None:
+    """Where the kernel's clock is not NTP-synchronised (or nobody can tell), the meter's records are anonymous:
+    the same rule, for the hut's staff, and no clinician alert; the demo says why. Elsewhere nothing changes."""
+    hypoglycaemia = SCENARIOS["hypoglycaemia"]
+    assert hypoglycaemia.expect == Expectation(clinician=("glucose.hypo_level_1",))
+    assert expectation(hypoglycaemia, True) == hypoglycaemia.expect
+    for clock, says in (
+        (False, "this machine's kernel clock is not NTP-synchronised, "),
+        (None, "whether this machine's kernel clock is NTP-synchronised is not known (the gateway treats it as not), "),
+    ):
+        expect = expectation(hypoglycaemia, clock)
+        assert dataclasses.replace(expect, note="") == Expectation(hut_staff=("glucose.hypo_level_1",)), clock
+        assert expect.note == (
+            f"{says}so the stored records of glucose-1 stay anonymous and glucose.hypo_level_1 goes to the hut's "
+            'staff (hh/v1/alerts/{hut}/staff), not to a clinician; see README, "Residents: sessions and pseudonyms"'
+        )
+    # Devices that measure live attribute by session whatever the clock; the normal scenario's meter raises
+    # nothing either way.
+    for name, spec in SCENARIOS.items():
+        if name != "hypoglycaemia":
+            assert expectation(spec, True) == expectation(spec, False) == expectation(spec, None) == spec.expect, name
+    # A clinician rule that may come from the meter or from a live device cannot be moved by guessing.
+    mixed = dataclasses.replace(SCENARIOS["normal"], expect=Expectation(clinician=("bp.possible_crisis",)))
+    assert expectation(mixed, True) == mixed.expect
+    with pytest.raises(ValueError, match="only some keep records"):
+        expectation(mixed, False)
+
+
+def _fired(audience: str, rule: str, subject: str | None) -> ReceivedAlert:
+    document: dict[str, Any] = {
+        "alert_id": f"{audience}-{rule}",
+        "event": "fired",
+        "rule": rule,
+        "severity": "warning",
+        "audience": audience,
+        "subject": subject,
+    }
+    return ReceivedAlert(document, time.time(), "staff" if audience == "hut_staff" else "webhook")
+
+
+def test_the_verdict_judges_by_the_expectation_for_the_host_clock() -> None:
+    spec = SCENARIOS["hypoglycaemia"]
+    pseudonym = "ab" * 32
+    watch = Watch("demo-hut")
+    unsynchronised = Judge(spec, watch, "webhook", expectation(spec, False))
+    synchronised = Judge(spec, watch, "webhook", expectation(spec, True))
+    assert unsynchronised.missing() == "no hut_staff glucose.hypo_level_1 alert"
+    assert synchronised.missing() == "no clinician glucose.hypo_level_1 alert"
+    watch.staff.append(_fired("hut_staff", "glucose.hypo_level_1", None))
+    assert unsynchronised.done(0.0) and unsynchronised.problem() is None
+    assert not synchronised.done(0.0)
+    assert synchronised.problem() == "unexpected hut-staff alert glucose.hypo_level_1 warning"
+    # A clinician alert on an unverified clock would be somebody's record given to a resident.
+    watch.webhook.append(_fired("clinician", "glucose.hypo_level_1", pseudonym))
+    assert unsynchronised.problem() == "unexpected clinician alert glucose.hypo_level_1 warning"
+    # The hut's staff get anonymous readings only, and only on their own topic.
+    named = Watch("demo-hut")
+    named.staff.append(_fired("hut_staff", "glucose.hypo_level_1", pseudonym))
+    assert Judge(spec, named, "webhook", expectation(spec, False)).problem() == (
+        "hut-staff alert glucose.hypo_level_1 names a subject: the hut's staff must get anonymous readings only"
+    )
+    leaked = Watch("demo-hut")
+    leaked.webhook.append(dataclasses.replace(_fired("hut_staff", "glucose.hypo_level_1", None), channel="webhook"))
+    assert Judge(spec, leaked, "webhook", expectation(spec, False)).problem() == (
+        "hut-staff alert glucose.hypo_level_1 by webhook, a clinicians' channel"
+    )
