@@ -3,12 +3,8 @@ the real GATT decoders, into the spool."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Coroutine
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from healthhut.devstack.fakebluez import FakeBlueZ
@@ -28,24 +24,13 @@ from tests.ble.test_transport import (
     RECORD_2,
 )
 from tests.conftest import eventually
+from tests.tasks import running
 
 CUFF = "C0:FF:EE:00:00:01"
 METER = "C0:FF:EE:00:00:02"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 # Blood pressure measurement, flags 02 (mmHg, time stamp): 121 / 81 mmHg, mean 94, 2026-11-22 08:30:00.
 BP_WITH_TIME = bytes.fromhex("02790051005e00ea070b16081e00")
-
-
-@contextlib.asynccontextmanager
-async def running(*coroutines: Coroutine[Any, Any, Any]) -> AsyncIterator[None]:
-    tasks = [asyncio.create_task(c) for c in coroutines]
-    try:
-        yield
-    finally:
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 def session(

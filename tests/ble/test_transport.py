@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -27,6 +26,7 @@ from healthhut.gateway.transports import (
 )
 from healthhut.gateway.transports.ble import RACP_REPORT_ALL, current_time_bytes, racp_report_after
 from healthhut.protocol import Reading
+from tests.tasks import running
 
 FAST = BlePolicy(
     reconnect_min_s=0.05,
@@ -94,18 +94,6 @@ class NoDecoder:
 
     def on_value(self, characteristic: int, data: bytes) -> list[Reading]:
         return []
-
-
-@contextlib.asynccontextmanager
-async def running(*jobs: Coroutine[Any, Any, Any]) -> AsyncIterator[None]:
-    """Run the central and the links for the body of the block, then cancel them."""
-    async with asyncio.TaskGroup() as group:
-        tasks = [group.create_task(job) for job in jobs]
-        try:
-            yield
-        finally:
-            for task in tasks:
-                task.cancel()
 
 
 async def take(queue: asyncio.Queue[BleEvent], count: int, within: float = 10.0) -> list[BleEvent]:

@@ -35,6 +35,7 @@ from healthhut.protocol import (
     hut_topic,
     observation_from_reading,
 )
+from tests import tasks
 from tests.conftest import eventually
 
 T0 = datetime(2026, 11, 22, 9, 0, 0, 250000, tzinfo=UTC)
@@ -86,14 +87,11 @@ async def running(config: CollectorConfig) -> AsyncIterator[Ingest]:
         await writer.ensure_database()
     store = DeadLetterStore(config.dead_letters.path)
     ingest = Ingest(config, writer, store)
-    task = asyncio.create_task(ingest.run())
     try:
-        await asyncio.wait_for(ingest.subscribed.wait(), 10)
-        yield ingest
+        async with tasks.running(ingest.run()):
+            await asyncio.wait_for(ingest.subscribed.wait(), 10)
+            yield ingest
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         await writer.close()
         store.close()
         ingest.ledger.close()

@@ -10,10 +10,9 @@ import asyncio
 import contextlib
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -46,6 +45,7 @@ from healthhut.gateway.transports import (
 )
 from healthhut.gateway.transports.ble import RACP_REPORT_ALL, racp_report_after
 from healthhut.protocol import Flag, Kind, Quantity, Reading
+from tests.tasks import running
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 FAST = BlePolicy(
@@ -67,17 +67,6 @@ def fake_bluez(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fake
     with FakeBlueZ(tmp_path / "bluez", advertise_interval=0.05) as fake:
         monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", fake.bus_address)
         yield fake
-
-
-@contextlib.asynccontextmanager
-async def running(*jobs: Coroutine[Any, Any, Any]) -> AsyncIterator[None]:
-    async with asyncio.TaskGroup() as group:
-        tasks = [group.create_task(job) for job in jobs]
-        try:
-            yield
-        finally:
-            for task in tasks:
-                task.cancel()
 
 
 async def next_event(events: asyncio.Queue[BleEvent], kind: type[BleEvent], within: float = 10.0) -> BleEvent:

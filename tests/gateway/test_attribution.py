@@ -33,7 +33,7 @@ from healthhut.gateway.transports import BleCentral, BleConnected, BleDisconnect
 from healthhut.protocol import Flag, Kind, Observation
 from tests.ble.test_transport import FAST, GLUCOSE_SERVICES
 from tests.conftest import eventually
-from tests.gateway.test_tls import running
+from tests.tasks import running
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 11, 22, 1, 0, tzinfo=UTC)

@@ -26,6 +26,7 @@ from healthhut.gateway.outbox import Outbox, gap_item
 from healthhut.gateway.spool import MemorySpool
 from healthhut.gateway.state import GatewayState
 from healthhut.protocol.pseudonym import PseudonymKey, generate_key_file
+from tests import tasks
 from tests.conftest import eventually
 
 CARD, OTHER_CARD = "62E3086CED", "01000734E0"
@@ -52,13 +53,8 @@ async def running(
         residents=residents,
         pseudonyms=key,
     )
-    task = asyncio.create_task(session.run())
-    try:
+    async with tasks.running(session.run()):
         yield session
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def last_problem(residents: SessionBook) -> str:

@@ -11,10 +11,8 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from pydantic import BaseModel, ValidationError
@@ -32,6 +30,7 @@ from healthhut.gateway.uplink import Uplink
 from healthhut.protocol import Device, Kind, Quantity, Reading, observation_from_reading
 from healthhut.protocol.pki import CertificateAuthority, ensure_private_key, make_request
 from tests.conftest import ROOT, eventually
+from tests.tasks import running
 
 SHIPPED = ROOT / "mosquitto"
 
@@ -67,18 +66,6 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     make_request(folder / "hut-a.key", folder / "hut-a.csr", "hut-a")
     ca.sign_hut(folder / "hut-a.csr", folder / "hut-a.pem", days=2)
     return folder
-
-
-@contextlib.asynccontextmanager
-async def running(*coroutines: Coroutine[Any, Any, Any]) -> AsyncIterator[None]:
-    tasks = [asyncio.create_task(c) for c in coroutines]
-    try:
-        yield
-    finally:
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 def tls(certs: Path, name: str) -> dict[str, str]:

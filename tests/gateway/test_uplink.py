@@ -4,10 +4,8 @@ that dies and returns, and a broker that refuses them."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -40,6 +38,7 @@ from healthhut.protocol import (
 )
 from healthhut.protocol.wire import MAX_MESSAGE_BYTES
 from tests.conftest import eventually
+from tests.tasks import running
 
 DEVICE = Device(driver="contec-cms50", device_id="ox-1")
 
@@ -75,18 +74,6 @@ async def collect(port: int, hut: str, into: list[Message], connected: asyncio.E
 
 def delivered(received: list[Message]) -> list[int]:
     return [o.device_seq or 0 for m in received if isinstance(m, ObservationBatch) for o in m.observations]
-
-
-@contextlib.asynccontextmanager
-async def running(*coroutines: object) -> AsyncIterator[None]:
-    tasks = [asyncio.create_task(c) for c in coroutines]  # type: ignore[arg-type]
-    try:
-        yield
-    finally:
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 def gateway_config(tmp_path: Path, hut: str, port: int, **uplink: float) -> GatewayConfig:
