@@ -56,7 +56,7 @@ async def collect(port: int, hut: str, into: list[Message], connected: asyncio.E
     whenever the broker comes back. (The end-to-end and fault tests use the real collector.)"""
     while True:
         try:
-            async with aiomqtt.Client("127.0.0.1", port) as client:
+            async with aiomqtt.Client("127.0.0.1", port) as client, asyncio.TaskGroup() as confirmations:
                 for channel in ("obs", "wave", "event", "status"):
                     await client.subscribe(f"hh/v1/huts/{hut}/{channel}", qos=1)
                 connected.set()
@@ -66,8 +66,12 @@ async def collect(port: int, hut: str, into: list[Message], connected: asyncio.E
                     into.append(decoded)
                     if not isinstance(decoded, Status):
                         ack = StoreAck(hut_id=hut, boot_id=decoded.boot_id, seqs=[decoded.seq], outcome="stored")
-                        await client.publish(hut_topic(hut, "ack"), encode(ack), qos=1)
-        except aiomqtt.MqttError:
+                        # Beside the iteration, not in it, so that the iteration ends as soon as the broker
+                        # dies and takes the client's disconnection error. Awaited here, a confirmation in
+                        # flight then waited out aiomqtt's 10 s timeout, and the client, left by that
+                        # timeout, never had its error retrieved ("Future exception was never retrieved").
+                        confirmations.create_task(client.publish(hut_topic(hut, "ack"), encode(ack), qos=1))
+        except* aiomqtt.MqttError:
             connected.clear()
             await asyncio.sleep(0.05)
 
