@@ -464,10 +464,13 @@ class Ingest:
     async def _take(queue: asyncio.Queue[T], reader: asyncio.Task[None]) -> T:
         """The next message; if the reader has failed (broker gone), its error."""
         getter = asyncio.ensure_future(queue.get())
-        await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not getter.done():  # the reader failed, or the collector is stopping: no task left waiting
+                getter.cancel()
         if getter.done():
             return getter.result()
-        getter.cancel()
         reader.result()  # raises the reader's error
         raise aiomqtt.MqttError("message stream ended")
 

@@ -324,3 +324,30 @@ async def test_retry_after_from_the_database_is_honoured(stack: LocalStack, tmp_
     assert ingest.stats.storage_retries == 1
     # Our own backoff would have waited 0.2 s; the server asked for 2 s (less at most 20 % jitter).
     assert writes[1] - writes[0] >= 1.6
+
+
+async def test_taking_a_message_leaves_no_waiting_task_behind() -> None:
+    """Stopping the collector (cancelling run) while it waits for a message, or the reader failing, must
+    not leave a task waiting on the queue forever ("Task was destroyed but it is pending!")."""
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    reader = asyncio.create_task(asyncio.sleep(3600))
+    before = asyncio.all_tasks()
+    taking = asyncio.create_task(Ingest._take(queue, reader))
+    await asyncio.sleep(0.01)
+    taking.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await taking
+    await asyncio.sleep(0)
+    assert asyncio.all_tasks() - before == set()
+
+    async def fail() -> None:
+        raise aiomqtt.MqttError("broker gone")
+
+    broken = asyncio.create_task(fail())
+    with pytest.raises(aiomqtt.MqttError, match="broker gone"):
+        await Ingest._take(queue, broken)
+    await asyncio.sleep(0)
+    assert asyncio.all_tasks() - before == set()
+    queue.put_nowait("message")
+    assert await Ingest._take(queue, reader) == "message"
+    reader.cancel()
