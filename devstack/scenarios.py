@@ -9,6 +9,8 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Literal
 
+from healthhut.drivers import get_driver
+
 # Between a BLE device's spot measurements: more than the collector's 10 s ``confirm_min_gap_s``, so the
 # second measurement confirms the first.
 SPOT_INTERVAL_S = "12"
@@ -19,17 +21,19 @@ ADULT_BAND = "70-79y"
 class SimDevice:
     """One instrument: the gateway's driver and device name, how it is reached (a pty the simulator makes, or
     BLE on a fake BlueZ), the ``hut-sim play`` arguments beyond driver and link, and keys its gateway
-    ``[[devices]]`` entry needs beyond driver, name and path or address.
-
-    ``keeps_records``: the gateway fetches the device's memory (a glucose meter's RACP store), and attributes
-    a stored record to a resident only by a trusted device time (see :func:`expectation`)."""
+    ``[[devices]]`` entry needs beyond driver, name and path or address."""
 
     driver: str
     name: str
     link: Literal["pty", "ble"]
     sim_args: tuple[str, ...]
     gateway: Mapping[str, str | int | float] = field(default_factory=lambda: MappingProxyType({}))
-    keeps_records: bool = False
+
+    @property
+    def keeps_records(self) -> bool:
+        """The gateway fetches the device's memory (its driver's ``keeps_records``) and attributes a stored
+        record to a resident only by a trusted device time (see :func:`expectation`)."""
+        return get_driver(self.driver).keeps_records
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +98,7 @@ def _thermometer(scenario: str) -> SimDevice:
 
 def _meter(scenario: str) -> SimDevice:
     args = ("--scenario", scenario, "--steady", "--interval", SPOT_INTERVAL_S, "--seed", "13")
-    return SimDevice("ble-glucose", "glucose-1", "ble", args, keeps_records=True)
+    return SimDevice("ble-glucose", "glucose-1", "ble", args)
 
 
 def _oximeter(scenario: str) -> SimDevice:

@@ -128,6 +128,11 @@ class DriverSpec:
     # "identity": the device says who is being measured (its decoder is an IdentityDecoder), not what.
     role: Literal["measurement", "identity"] = "measurement"
 
+    @property
+    def keeps_records(self) -> bool:
+        """The device keeps a memory of past readings, which the gateway fetches (a glucose meter's RACP store)."""
+        return self.ble is not None and self.ble.racp
+
     def decoder(self, config: DeviceConfig) -> Decoder:
         return self.decoder_for(config) if self.decoder_for is not None else self.new_decoder()
 

@@ -173,7 +173,7 @@ class DeviceSession:
                 self.central,
                 lambda characteristic, data: events.put_nowait(BleValue(characteristic, data)),
                 on_event=events.put_nowait,
-                racp_command=racp_command if self.spec.ble is not None and self.spec.ble.racp else None,
+                racp_command=racp_command if self.keeps_records else None,
             ),
             name=f"ble-link:{self.config.name}",
         )
@@ -416,7 +416,7 @@ class DeviceSession:
     @property
     def keeps_records(self) -> bool:
         """The device keeps a memory of past readings and sends them (a glucose meter's RACP store)."""
-        return self.spec.ble is not None and self.spec.ble.racp
+        return self.spec.keeps_records
 
     async def _observe(
         self,
