@@ -100,11 +100,7 @@ class OnTheLoop(SqliteSpool):
 
     def _commit_now(self) -> None:
         puts, self._waiting = self._waiting or [], None
-        for put, outcome in zip(puts, self._commit_group(puts), strict=True):
-            if outcome is None:
-                put.future.set_result(None)
-            else:
-                put.future.set_exception(outcome)
+        self._resolve(puts, self._commit_group(puts))
 
 
 VARIANTS: dict[str, Callable[[Path], SqliteSpool]] = {
